@@ -1,0 +1,215 @@
+"""`murmur up` / `murmur down`: start and stop the nodes of a config as detached processes on this machine.
+
+Each node keeps `node.pid` and `node.log` in `data_dir/<name>/`. Every wait is bounded. Never signal a pid
+unless /proc says it is still that node (pids are reused), and never start anything when a port is taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+import node
+from node.config import Config, NodeConfig
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0
+POLL_S = 0.2
+LOG_TAIL_LINES = 30
+_REPO_ROOT = str(Path(node.__file__).resolve().parent.parent)
+
+
+def port_taken(host: str, port: int, kind: int) -> str | None:
+    """None if (host, port) can be bound now, else why not. SO_REUSEADDR as the node uses it (TIME_WAIT is fine)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            return "in use" if e.errno == errno.EADDRINUSE else e.strerror or str(e)
+    return None
+
+
+def taken_ports(n: NodeConfig) -> list[str]:
+    """Messages for each port of `n` that is not free. Gossip may be TCP or UDP: both must be free."""
+    out = []
+    checks = [
+        ("http_port", n.http_port, socket.SOCK_STREAM),
+        ("gossip_port", n.gossip_port, socket.SOCK_STREAM),
+    ]
+    checks.append(("gossip_port", n.gossip_port, socket.SOCK_DGRAM))
+    for key, port, kind in checks:
+        why = port_taken(n.host, port, kind)
+        if why is not None:
+            proto = "tcp" if kind == socket.SOCK_STREAM else "udp"
+            out.append(f"node {n.name}: {key} {n.host}:{port}/{proto} is {why}")
+    return out
+
+
+def _pid_file(cfg: Config, name: str) -> Path:
+    return cfg.node_dir(name) / "node.pid"
+
+
+def _log_file(cfg: Config, name: str) -> Path:
+    return cfg.node_dir(name) / "node.log"
+
+
+def is_our_node(pid: int, name: str) -> bool:
+    """The process `pid` is alive (not a zombie) and is `murmur node ... --name <name>`."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    args = [a.decode(errors="replace") for a in argv]
+    named = any(a == "--name" and b == name for a, b in itertools.pairwise(args))
+    return any("node.cli.main" in a for a in args) and named
+
+
+def read_pid(cfg: Config, name: str) -> int | None:
+    try:
+        return int(_pid_file(cfg, name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
+            return b"\n".join(f.read().splitlines()[-lines:]).decode(errors="replace")
+    except OSError:
+        return "(no log)"
+
+
+def _spawn(cfg: Config, name: str) -> subprocess.Popen[bytes]:
+    d = cfg.node_dir(name)
+    d.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    # the node must import this very checkout, whatever the caller's working directory
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_REPO_ROOT, env.get("PYTHONPATH")) if p)
+    argv = [sys.executable, "-m", "node.cli.main", "node", "--config", cfg.path, "--name", name]
+    with _log_file(cfg, name).open("ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    _pid_file(cfg, name).write_text(f"{proc.pid}\n")
+    return proc
+
+
+def up(cfg: Config, timeout_s: float = START_TIMEOUT_S) -> int:
+    running: list[str] = []
+    problems: list[str] = []
+    for n in cfg.nodes:
+        pid = read_pid(cfg, n.name)
+        if pid is not None and is_our_node(pid, n.name):
+            running.append(n.name)
+            continue
+        problems += taken_ports(n)
+    if problems:
+        print("murmur up: cannot start, nothing was started:", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    for n in cfg.nodes:
+        if n.name in running:
+            print(f"{n.name}: already running (pid {read_pid(cfg, n.name)})")
+        else:
+            started[n.name] = _spawn(cfg, n.name)
+    waiting = set(cfg.names())
+    deadline = time.monotonic() + timeout_s
+    while waiting:
+        for name in sorted(waiting):
+            proc = started.get(name)
+            if proc is not None and proc.poll() is not None:
+                print(
+                    f"murmur up: node {name} exited with status {proc.returncode}; last lines of "
+                    f"{_log_file(cfg, name)}:\n{_tail(_log_file(cfg, name))}",
+                    file=sys.stderr,
+                )
+                _abort(cfg, started)
+                return 1
+            if healthy(cfg.url(name)):
+                waiting.discard(name)
+        if waiting and time.monotonic() > deadline:
+            print(
+                f"murmur up: no answer from /health of {', '.join(sorted(waiting))} within {timeout_s:.0f} s; "
+                f"see {cfg.data_dir()}/<name>/node.log",
+                file=sys.stderr,
+            )
+            _abort(cfg, started)
+            return 1
+        if waiting:
+            time.sleep(POLL_S)
+    for n in cfg.nodes:
+        print(f"{n.name}: {cfg.url(n.name)}  (pid {read_pid(cfg, n.name)}, log {_log_file(cfg, n.name)})")
+    for proc in started.values():
+        proc.returncode = 0  # detached on purpose: keep Popen.__del__ from warning about a running child
+    return 0
+
+
+def _abort(cfg: Config, started: dict[str, subprocess.Popen[bytes]]) -> None:
+    for name, proc in started.items():
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        _pid_file(cfg, name).unlink(missing_ok=True)
+
+
+def down(cfg: Config, timeout_s: float = STOP_TIMEOUT_S) -> int:
+    """SIGTERM every node of ours at once, wait for all (one deadline), SIGKILL the rest."""
+    stopping: dict[str, int] = {}
+    for n in cfg.nodes:
+        pid = read_pid(cfg, n.name)
+        if pid is None:
+            print(f"{n.name}: not running (no pid file)")
+        elif not is_our_node(pid, n.name):
+            print(f"{n.name}: not running (stale pid file, pid {pid})")
+            _pid_file(cfg, n.name).unlink(missing_ok=True)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            stopping[n.name] = pid
+    deadline = time.monotonic() + timeout_s
+    while stopping and time.monotonic() < deadline:
+        for name, pid in list(stopping.items()):
+            if not is_our_node(pid, name):
+                print(f"{name}: stopped (pid {pid})")
+                del stopping[name]
+                _pid_file(cfg, name).unlink(missing_ok=True)
+        time.sleep(0.1)
+    for name, pid in stopping.items():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        print(f"{name}: killed (no exit within {timeout_s:.0f} s of SIGTERM) (pid {pid})")
+        _pid_file(cfg, name).unlink(missing_ok=True)
+    return 0

@@ -1,0 +1,134 @@
+"""`murmur search` and `murmur status`: one GET each, printed for a human.
+
+The `format_*` functions are pure and tolerant of missing fields (the node's JSON may grow); the commands only
+fetch and print. Never raise on an odd answer: show what is there.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import httpx
+
+TIMEOUT_S = 30.0
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def format_tweet(t: dict[str, Any]) -> str:
+    ident = t.get("id_str") or t.get("id") or "?"
+    return f"{ident}  {t.get('created_at', '?')}  @{t.get('user', '?')}  {one_line(str(t.get('text', '')))}"
+
+
+def format_search(body: dict[str, Any]) -> list[str]:
+    statuses = body.get("statuses") or []
+    meta = body.get("search_metadata") or {}
+    lines = [format_tweet(t) for t in statuses if isinstance(t, dict)]
+    foot = f"-- {len(statuses)} results in {meta.get('completed_in_ms', '?')} ms"
+    if meta.get("next_max_id") is not None:
+        foot += f", next_max_id={meta['next_max_id']}"
+    if meta.get("partial"):
+        foot += ", PARTIAL (some partitions did not answer)"
+    if meta.get("coordinator"):
+        foot += f", coordinator {meta['coordinator']}"
+    return [*lines, foot]
+
+
+_STATE = {
+    "alive": "UN",
+    "up": "UN",
+    "suspect": "US",
+    "suspected": "US",
+    "dead": "DN",
+    "down": "DN",
+    "left": "DL",
+}
+
+
+def _pct(v: Any) -> str:
+    if isinstance(v, int | float):
+        return f"{v * 100:.1f}%" if v <= 1 else f"{v:.1f}%"  # a fraction, or already a percentage
+    return "?"
+
+
+def _partitions(v: Any) -> str:
+    if isinstance(v, dict):
+        return " ".join(f"{k}={n}" for k, n in v.items())
+    return "?" if v is None else str(v)
+
+
+def format_cluster(body: dict[str, Any]) -> list[str]:
+    head = f"Cluster: {body.get('cluster', '?')}   N={body.get('n', '?')} W={body.get('w', '?')} R={body.get('r', '?')}"
+    rows = [("--", "Name", "Address", "Gossip", "Owns", "Partitions", "Tweets")]
+    for m in body.get("members") or []:
+        if not isinstance(m, dict):
+            continue
+        state = str(m.get("state", "?"))
+        tweets = m.get("tweets")
+        rows.append(
+            (
+                _STATE.get(state.lower(), state),
+                str(m.get("name", "?")),
+                str(m.get("http", "?")),
+                str(m.get("gossip", "?")),
+                _pct(m.get("ring_share")),
+                _partitions(m.get("partitions")),
+                f"{tweets:,}" if isinstance(tweets, int) else "?",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    table = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    legend = "Status: U=up D=down / State: N=normal S=suspect L=left"
+    return [head, legend, *table]
+
+
+def _get(url: str, path: str, params: dict[str, Any] | None = None) -> httpx.Response | None:
+    try:
+        return httpx.get(url.rstrip("/") + path, params=params, timeout=TIMEOUT_S)
+    except httpx.TransportError as e:
+        print(f"murmur: cannot reach {url}: {e}", file=sys.stderr)
+        return None
+
+
+def _error(resp: httpx.Response) -> str:
+    try:
+        err = resp.json()["error"]
+        return f"{err.get('code')}: {err.get('message')}"
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {resp.status_code}: {resp.text[:300]}"
+
+
+def run_search(
+    url: str, query: str, count: int | None, max_id: str | None, result_type: str | None, as_json: bool
+) -> int:
+    params: dict[str, Any] = {"q": query}
+    for k, v in (("count", count), ("max_id", max_id), ("result_type", result_type)):
+        if v is not None:
+            params[k] = v
+    resp = _get(url, "/search", params)
+    if resp is None:
+        return 1
+    if resp.status_code != 200:
+        print(f"murmur: search failed: {_error(resp)}", file=sys.stderr)
+        return 1
+    body = resp.json()
+    if as_json:
+        print(json.dumps(body, ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(format_search(body)))
+    return 0
+
+
+def run_status(url: str) -> int:
+    resp = _get(url, "/cluster")
+    if resp is None:
+        return 1
+    if resp.status_code != 200:
+        print(f"murmur: /cluster failed: {_error(resp)}", file=sys.stderr)
+        return 1
+    print("\n".join(format_cluster(resp.json())))
+    return 0

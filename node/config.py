@@ -1,0 +1,185 @@
+"""cluster.toml, typed and validated once at start (CONTRACT §1). A bad value raises ConfigError naming the key.
+
+One msgspec.Struct per subsystem; every field documents its unit, units last in names. Pure apart from
+`load_config`, which reads the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from node.errors import ConfigError
+
+
+class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str = "murmur"
+    replication_factor: int = 3  # N: copies of each partition (master + N-1 replicas)
+    write_quorum: int = 2  # W: copies that must hold a write before it is acknowledged
+    read_quorum: int = 2  # R: copies asked by every read
+    vnodes: int = 64  # ring tokens per node
+    data_dir: str = "data"  # each node keeps its files in data_dir/<node name>/ (relative: to the config file)
+    secret: str = "change-me"  # authenticates gossip and internal RPC
+
+
+class StorageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    fsync: Literal["always", "everysec", "never"] = "always"  # like Redis appendfsync: per group commit / 1 s / OS
+    snapshot_interval_s: float = 300.0  # seconds between scheduled snapshots (0 = only at a graceful stop)
+    snapshot_min_records: int = 10_000  # a scheduled snapshot is skipped when fewer WAL records are new
+    wal_segment_bytes_max: int = 64 * 1024 * 1024  # a WAL segment file is rolled past this size
+    group_commit_records_max: int = 4096  # records written by one group commit at most
+
+
+class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    body_bytes_max: int = 8 * 1024 * 1024  # larger request bodies get 413
+    header_bytes_max: int = 16 * 1024  # larger request heads get 431
+    bulk_lines_max: int = 10_000  # lines in one POST /tweets/bulk (more: 413)
+    request_timeout_s: float = 30.0  # a request that has not been read and answered by then gets 408 / is dropped
+    idle_timeout_s: float = 60.0  # keep-alive connections idle this long are closed
+    connections_max: int = 1024  # open client connections at most; more wait in the accept backlog
+
+
+class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    host: str = "127.0.0.1"
+    http_port: int = 7001
+    gossip_port: int = 7101
+    machine_id: int | None = None  # Snowflake machine id (0..8191); default: position in [[nodes]] + 1
+
+
+class Config(msgspec.Struct, frozen=True):
+    cluster: ClusterConfig
+    nodes: tuple[NodeConfig, ...]
+    storage: StorageConfig
+    http: HttpConfig
+    path: str  # the config file, absolute
+
+    def node(self, name: str) -> NodeConfig:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise ConfigError("nodes", f"no node named {name!r} in {self.path} (have: {', '.join(self.names())})")
+
+    def names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    def machine_id(self, name: str) -> int:
+        for i, n in enumerate(self.nodes):
+            if n.name == name:
+                return n.machine_id if n.machine_id is not None else i + 1
+        raise ConfigError("nodes", f"no node named {name!r}")
+
+    def data_dir(self) -> Path:
+        p = Path(self.cluster.data_dir)
+        return p if p.is_absolute() else Path(self.path).parent / p
+
+    def node_dir(self, name: str) -> Path:
+        return self.data_dir() / name
+
+    def url(self, name: str) -> str:
+        n = self.node(name)
+        return f"http://{n.host}:{n.http_port}"
+
+
+_SECTIONS = {"cluster": ClusterConfig, "storage": StorageConfig, "http": HttpConfig}
+
+
+def _convert(typ: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(where, "must be a table")
+    for k in raw:
+        if k not in typ.__struct_fields__:  # type: ignore[attr-defined]
+            raise ConfigError(f"{where}.{k}", "unknown key")
+    try:
+        return msgspec.convert(raw, typ)
+    except msgspec.ValidationError as e:
+        msg = str(e)
+        key = where
+        if "`$." in msg:
+            key = where + "." + msg.split("`$.", 1)[1].rstrip("`").split("`")[0]
+        raise ConfigError(key, msg.split(" - at ")[0]) from None
+
+
+def parse_config(raw: dict[str, Any], path: str) -> Config:
+    for k in raw:
+        if k not in (*_SECTIONS, "nodes"):
+            raise ConfigError(k, "unknown key")
+    sections = {k: _convert(t, raw.get(k, {}), k) for k, t in _SECTIONS.items()}
+    nodes_raw = raw.get("nodes")
+    if not isinstance(nodes_raw, list) or not nodes_raw:
+        raise ConfigError("nodes", "at least one [[nodes]] table is required")
+    nodes = tuple(_convert(NodeConfig, n, f"nodes[{i}]") for i, n in enumerate(nodes_raw))
+    cfg = Config(cluster=sections["cluster"], nodes=nodes, storage=sections["storage"], http=sections["http"], path=path)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    c = cfg.cluster
+    if not c.name:
+        raise ConfigError("cluster.name", "must not be empty")
+    if c.replication_factor < 1:
+        raise ConfigError("cluster.replication_factor", "must be at least 1")
+    if c.replication_factor > len(cfg.nodes):
+        raise ConfigError(
+            "cluster.replication_factor", f"N={c.replication_factor} exceeds the {len(cfg.nodes)} nodes configured"
+        )
+    if not 1 <= c.write_quorum <= c.replication_factor:
+        raise ConfigError("cluster.write_quorum", f"W must be between 1 and N={c.replication_factor}")
+    if not 1 <= c.read_quorum <= c.replication_factor:
+        raise ConfigError("cluster.read_quorum", f"R must be between 1 and N={c.replication_factor}")
+    if not 1 <= c.vnodes <= 1024:
+        raise ConfigError("cluster.vnodes", "must be between 1 and 1024")
+    if not c.secret:
+        raise ConfigError("cluster.secret", "must not be empty")
+    seen_names: set[str] = set()
+    seen_ports: set[tuple[str, int]] = set()
+    seen_ids: set[int] = set()
+    for i, n in enumerate(cfg.nodes):
+        where = f"nodes[{i}]"
+        if not n.name or not all(ch.isalnum() or ch in "-_." for ch in n.name):
+            raise ConfigError(f"{where}.name", "must be non-empty letters, digits, '-', '_' or '.'")
+        if n.name in seen_names:
+            raise ConfigError(f"{where}.name", f"duplicate node name {n.name!r}")
+        seen_names.add(n.name)
+        for key in ("http_port", "gossip_port"):
+            port = getattr(n, key)
+            if not 1 <= port <= 65535:
+                raise ConfigError(f"{where}.{key}", "must be between 1 and 65535")
+            if (n.host, port) in seen_ports:
+                raise ConfigError(f"{where}.{key}", f"duplicate port {port} on {n.host}")
+            seen_ports.add((n.host, port))
+        mid = cfg.machine_id(n.name)
+        if not 0 <= mid < 8192:
+            raise ConfigError(f"{where}.machine_id", "must be between 0 and 8191")
+        if mid in seen_ids:
+            raise ConfigError(f"{where}.machine_id", f"duplicate machine id {mid}")
+        seen_ids.add(mid)
+    s = cfg.storage
+    if s.snapshot_interval_s < 0:
+        raise ConfigError("storage.snapshot_interval_s", "must be >= 0")
+    if s.wal_segment_bytes_max < 4096:
+        raise ConfigError("storage.wal_segment_bytes_max", "must be at least 4096")
+    if s.group_commit_records_max < 1:
+        raise ConfigError("storage.group_commit_records_max", "must be at least 1")
+    h = cfg.http
+    for key in ("body_bytes_max", "header_bytes_max", "bulk_lines_max", "connections_max"):
+        if getattr(h, key) < 1:
+            raise ConfigError(f"http.{key}", "must be at least 1")
+    for key in ("request_timeout_s", "idle_timeout_s"):
+        if getattr(h, key) <= 0:
+            raise ConfigError(f"http.{key}", "must be > 0")
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path).resolve()
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("--config", f"no such file: {p}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError("--config", f"{p} is not valid TOML: {e}") from None
+    return parse_config(raw, str(p))

@@ -1,0 +1,67 @@
+"""The shapes of the public API's response bodies (CONTRACT §2), as msgspec Structs.
+
+The API encodes exactly these and the OpenAPI document is generated from them, so the two cannot drift apart.
+Pure data: no logic beyond construction.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from node.model import TweetOut
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str  # machine code, e.g. "invalid_field"
+    message: str  # a human sentence
+    field: str | None  # the offending field or parameter, when there is one
+
+
+class ErrorBody(msgspec.Struct):
+    error: ErrorDetail
+
+
+class SearchMetadata(msgspec.Struct, omit_defaults=True):
+    query: str
+    count: int
+    result_type: str
+    next_max_id: int | None  # pass as max_id to get the next page; null when there is none
+    partial: bool  # some partition could not answer with R copies in time
+    completed_in_ms: float
+    coordinator: str  # the node that answered
+    next_max_id_str: str | None = None
+    stages: dict[str, float] | None = None  # explain=true only: stage name -> milliseconds
+
+
+class SearchResponse(msgspec.Struct):
+    statuses: list[TweetOut]
+    search_metadata: SearchMetadata
+
+
+class TrendOut(msgspec.Struct):
+    hashtag: str  # with '#'
+    count: int
+    score: float
+
+
+class TrendsResponse(msgspec.Struct):
+    trends: list[TrendOut]
+    window: str  # 5m, 1h or 24h
+    as_of: str  # ISO-8601 UTC
+
+
+class BulkItem(msgspec.Struct, omit_defaults=True):
+    line: int  # 1-based line number in the request body
+    status: int  # 201 new, 200 idempotent retry, 4xx/5xx failed
+    id: int | None = None
+    error: ErrorDetail | None = None
+
+
+class BulkResponse(msgspec.Struct):
+    ingested: int
+    failed: int
+    items: list[BulkItem]
+
+
+class Health(msgspec.Struct, forbid_unknown_fields=False):
+    status: str  # "ok" or "degraded"

@@ -1,0 +1,151 @@
+"""The inverted index of one node: term -> tweets, and the top-k newest search over it.
+
+Pure core: no I/O, no clock, no tweet storage. It never decides whether a candidate truly matches a phrase or a
+filter; the caller's `accept` does. It never scans a whole posting list to answer a top-k query.
+
+Why document numbers: a tweet whose id is above every id seen gets the next local document number (a uint32,
+4 B per posting instead of 8), and `_ids[docno]` maps it back. `_ids` is strictly ascending, so docno order is
+id order and every id bound becomes a docno bound by one bisect. A tweet that arrives below the newest id (rare:
+imports out of order) cannot get a docno in order, so it goes to `_side`, a small table keyed by the id itself;
+searches merge both streams. Removal leaves the docno allocated (8 B per removed tweet) so re-adding the same id,
+as an edit does, reuses it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+
+from node.index.execute import compile_plan, iter_desc, top
+from node.index.postings import PostingsTable
+from node.query.ast import And, Node, Or, Phrase
+
+ID_MAX = (1 << 64) - 1
+_DOCNOS_MAX = 1 << 32
+
+
+class InvertedIndex:
+    __slots__ = ("_ids", "_main", "_side")
+
+    def __init__(self) -> None:
+        self._main = PostingsTable("I")  # term -> docnos
+        self._side = PostingsTable("Q")  # term -> ids of tweets that arrived below the newest id
+        self._ids = array("Q")  # docno -> tweet id, strictly ascending
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    def _locate(self, tweet_id: int) -> tuple[PostingsTable, int] | None:
+        """Where an id at or below the newest one lives: (main, docno) or (side, id); None above the newest."""
+        assert 0 < tweet_id <= ID_MAX, tweet_id
+        ids = self._ids
+        if not ids or tweet_id > ids[-1]:
+            return None
+        i = bisect_left(ids, tweet_id)
+        if ids[i] == tweet_id:
+            return self._main, i
+        return self._side, tweet_id
+
+    def add(self, tweet_id: int, terms: Iterable[str]) -> None:
+        """Index `tweet_id` under each term. Adding a term it already has is a no-op."""
+        ids = self._ids
+        if not ids or tweet_id > ids[-1]:  # the fast path: a new newest tweet gets the next docno
+            assert 0 < tweet_id <= ID_MAX, tweet_id
+            assert len(ids) < _DOCNOS_MAX, "docno space exhausted: a node holds at most 2^32 tweets"
+            ids.append(tweet_id)
+            self._main.add_all(terms, len(ids) - 1, fresh=True)
+            return
+        where = self._locate(tweet_id)
+        assert where is not None
+        table, key = where
+        table.add_all(terms, key)
+
+    def remove(self, tweet_id: int, terms: Iterable[str]) -> None:
+        """Unindex `tweet_id` from each term (the caller passes the terms it was indexed under)."""
+        where = self._locate(tweet_id)
+        if where is None:
+            return
+        table, key = where
+        rm = table.remove
+        for t in terms:
+            rm(t, key)
+
+    # -- statistics ---------------------------------------------------------------------------------------
+
+    def postings_count(self) -> int:
+        return self._main.postings_count() + self._side.postings_count()
+
+    def terms_count(self) -> int:
+        main = self._main
+        return main.terms_count() + sum(1 for t in self._side.terms() if t not in main)
+
+    def df(self, term: str) -> int:
+        return self._main.df(term) + self._side.df(term)
+
+    def memory_bytes(self) -> int:
+        """O(1) estimate of all the index owns: dicts, term strings, posting containers, the docno map."""
+        return self._main.memory_bytes() + self._side.memory_bytes() + sys.getsizeof(self._ids)
+
+    def exact_memory_bytes(self) -> int:
+        """The same by a full walk (O(terms)); for tests and benchmarks."""
+        return self._main.exact_memory_bytes() + self._side.exact_memory_bytes() + sys.getsizeof(self._ids)
+
+    # -- searching ----------------------------------------------------------------------------------------
+
+    def iter_newest(self, root: Node, max_id: int | None = None, since_id: int | None = None) -> Iterator[int]:
+        """Candidate ids, newest first, lazily: exact for Terms/And/Or/must_not, a superset for phrases.
+        Ids are <= max_id and > since_id when given."""
+        hi = ID_MAX if max_id is None else max_id
+        lo = 1 if since_id is None else since_id + 1
+        if hi < lo:
+            return iter(())
+        ids = self._ids
+        dhi = bisect_right(ids, hi) - 1
+        dlo = bisect_left(ids, lo)
+        main = map(ids.__getitem__, iter_desc(compile_plan(root, self._main.get), dlo, dhi))
+        if not self._side.postings_count():
+            return main
+        side = iter_desc(compile_plan(root, self._side.get), lo, hi)
+        return heapq.merge(main, side, reverse=True)
+
+    def search(
+        self,
+        root: And,
+        count: int,
+        max_id: int | None = None,
+        since_id: int | None = None,
+        accept: Callable[[int], bool] | None = None,
+    ) -> tuple[list[int], int | None]:
+        """The newest `count` matches, newest first, and next_max_id: the smallest returned id - 1 when at least
+        one more match lies below it, else None. `accept(id)` must say whether a candidate truly matches; None
+        means every candidate does (then the query may hold no Phrase)."""
+        assert count >= 1, count
+        if accept is None:
+            assert not _has_phrase(root), "a query with phrases needs an accept to verify candidates"
+            if not self._side.postings_count():
+                hi = ID_MAX if max_id is None else max_id
+                lo = 1 if since_id is None else since_id + 1
+                ids = self._ids
+                plan = compile_plan(root, self._main.get)
+                got = [ids[d] for d in top(plan, bisect_left(ids, lo), bisect_right(ids, hi) - 1, count + 1)]
+            else:
+                got = list(islice(self.iter_newest(root, max_id, since_id), count + 1))
+        else:
+            got = list(islice(filter(accept, self.iter_newest(root, max_id, since_id)), count + 1))
+        if len(got) > count:
+            del got[count:]
+            return got, got[-1] - 1
+        return got, None
+
+
+def _has_phrase(n: Node) -> bool:
+    if isinstance(n, Phrase):
+        return True
+    if isinstance(n, Or):
+        return any(_has_phrase(c) for c in n.children)
+    if isinstance(n, And):
+        return any(_has_phrase(c) for c in (*n.must, *n.must_not))
+    return False

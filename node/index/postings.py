@@ -1,0 +1,205 @@
+"""Posting lists: for each term, the ascending values (tweet ids or local document numbers) that hold it.
+
+Pure data structure: no I/O, no clock. Never store a value twice in one list and never let a list go unsorted;
+the executor bisects and slices these lists on the assumption that they are strictly ascending.
+
+A table holds one kind of value: 'Q' (64-bit tweet ids) or 'I' (32-bit local document numbers, see index.py).
+Storage by size, because most terms of a real corpus are rare and per-term overhead dominates memory:
+  1 value         -> the int itself                    (no container at all)
+  2..SMALL_MAX    -> bytes, native-endian items        (33 B header instead of array's 80 B plus slack)
+  more            -> array(typecode)                   (amortised O(1) append at the end)
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+
+SMALL_MAX = 32  # above this a list becomes an array: copying <= 256 B per append beats 80 B of header per list
+SMALL_MIN = 8  # an array shrinking to this many values goes back to bytes (hysteresis: no flapping at the border)
+
+_INT_BYTES = 32  # sys.getsizeof of an int of 31..60 bits (smaller ints take 28: an upper bound)
+_BYTES_HEADER = sys.getsizeof(b"")
+_ARRAY_HEADER = sys.getsizeof(array("Q"))
+_ARRAY_SLACK = 1.04  # array over-allocates newsize >> 4 (3 % on average) plus a few slots
+
+Value = int | bytes | array  # what the table holds for one term
+
+
+class PostingsTable:
+    """term -> strictly ascending values. add/remove are idempotent: adding a present value or removing an absent
+    one changes nothing and returns False."""
+
+    __slots__ = ("_arrays", "_d", "_item", "_key_bytes", "_max", "_postings", "_smalls", "typecode")
+
+    def __init__(self, typecode: str = "Q") -> None:
+        assert typecode in ("I", "Q"), typecode
+        self.typecode = typecode
+        self._item = array(typecode).itemsize
+        assert self._item in (4, 8)
+        self._max = (1 << (8 * self._item)) - 1
+        self._d: dict[str, Value] = {}
+        self._postings = 0
+        self._key_bytes = 0  # sum of sys.getsizeof(term) over the terms held
+        self._smalls = 0  # how many values are bytes
+        self._arrays = 0  # how many values are arrays
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def get(self, term: str) -> array | None:
+        """The term's list as an array (a fresh one for the compact forms, the live one otherwise: never mutate)."""
+        v = self._d.get(term)
+        if v is None:
+            return None
+        if type(v) is int:
+            return array(self.typecode, (v,))
+        if type(v) is bytes:
+            return array(self.typecode, v)
+        assert isinstance(v, array)
+        return v
+
+    def df(self, term: str) -> int:
+        v = self._d.get(term)
+        if v is None:
+            return 0
+        if type(v) is int:
+            return 1
+        if type(v) is bytes:
+            return len(v) // self._item
+        assert isinstance(v, array)
+        return len(v)
+
+    def __contains__(self, term: str) -> bool:
+        return term in self._d
+
+    def terms(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def terms_count(self) -> int:
+        return len(self._d)
+
+    def postings_count(self) -> int:
+        return self._postings
+
+    def memory_bytes(self) -> int:
+        """O(1) estimate of everything the table owns: the dict, its key strings and every value with its header.
+        Ints count 32 B, arrays their average over-allocation (tests hold it against exact_memory_bytes)."""
+        singles = len(self._d) - self._smalls - self._arrays
+        in_containers = self._postings - singles
+        slack = _ARRAY_SLACK if self._arrays else 1.0
+        return int(
+            sys.getsizeof(self._d)
+            + self._key_bytes
+            + singles * _INT_BYTES
+            + self._smalls * _BYTES_HEADER
+            + self._arrays * _ARRAY_HEADER
+            + in_containers * self._item * slack
+        )
+
+    def exact_memory_bytes(self) -> int:
+        """A full O(terms) walk with sys.getsizeof: for tests and benchmarks, never for metrics."""
+        total = sys.getsizeof(self._d)
+        for t, v in self._d.items():
+            total += sys.getsizeof(t) + sys.getsizeof(v)
+        return total
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    def add(self, term: str, x: int) -> bool:
+        """Insert `x` into `term`'s list; True when it was not there. A new largest value is the fast path."""
+        assert 0 <= x <= self._max, x
+        d = self._d
+        v = d.get(term)
+        if v is None:
+            d[term] = x
+            self._key_bytes += sys.getsizeof(term)
+        elif type(v) is int:
+            if v == x:
+                return False
+            d[term] = array(self.typecode, (v, x) if v < x else (x, v)).tobytes()
+            self._smalls += 1
+        elif type(v) is bytes:
+            n = self._item
+            if x > int.from_bytes(v[-n:], sys.byteorder):
+                if len(v) < SMALL_MAX * n:
+                    d[term] = v + x.to_bytes(n, sys.byteorder)
+                    self._postings += 1
+                    return True
+                a = array(self.typecode, v)
+                a.append(x)
+            else:
+                a = array(self.typecode, v)
+                i = bisect_left(a, x)
+                if a[i] == x:
+                    return False
+                a.insert(i, x)
+            if len(a) > SMALL_MAX:
+                d[term] = a
+                self._smalls -= 1
+                self._arrays += 1
+            else:
+                d[term] = a.tobytes()
+        else:
+            assert isinstance(v, array)
+            if x > v[-1]:
+                v.append(x)
+            else:
+                i = bisect_left(v, x)
+                if v[i] == x:
+                    return False
+                v.insert(i, x)
+        self._postings += 1
+        return True
+
+    def add_all(self, terms: Iterable[str], x: int, fresh: bool = False) -> None:
+        """add(t, x) for each term, with the common case inlined: x is the new largest value of a big list.
+        `fresh` promises that x is larger than every value in the table (a new document number)."""
+        get = self._d.get
+        add = self.add
+        slow = 0
+        n = 0
+        for n, t in enumerate(terms, 1):  # noqa: B007 (n counts the terms)
+            v = get(t)
+            if v.__class__ is array and (fresh or x > v[-1]):  # type: ignore[union-attr]
+                v.append(x)  # type: ignore[union-attr]
+            else:
+                slow += 1
+                add(t, x)  # counts its own posting
+        self._postings += n - slow
+
+    def remove(self, term: str, x: int) -> bool:
+        """Delete `x` from `term`'s list; True when it was there. A list left empty drops its term."""
+        d = self._d
+        v = d.get(term)
+        if v is None:
+            return False
+        if type(v) is int:
+            if v != x:
+                return False
+            del d[term]
+            self._key_bytes -= sys.getsizeof(term)
+        elif type(v) is bytes:
+            a = array(self.typecode, v)
+            i = bisect_left(a, x)
+            if i == len(a) or a[i] != x:
+                return False
+            del a[i]
+            if len(a) == 1:
+                d[term] = a[0]
+                self._smalls -= 1
+            else:
+                d[term] = a.tobytes()
+        else:
+            assert isinstance(v, array)
+            i = bisect_left(v, x)
+            if i == len(v) or v[i] != x:
+                return False
+            del v[i]
+            if len(v) <= SMALL_MIN:
+                d[term] = v.tobytes()
+                self._arrays -= 1
+                self._smalls += 1
+        self._postings -= 1
+        return True

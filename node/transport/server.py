@@ -1,0 +1,212 @@
+"""The RPC listener (TCP on the node's gossip_port): authenticates each connection, then runs every Request as its
+own task under the caller's deadline and answers it with a Response, errors included.
+
+It must never run a method for a peer that has not proven the cluster secret, never let a client or a handler
+crash it, and never hold more than its bounds: connections, requests in flight per connection and overall.
+"""
+
+from __future__ import annotations
+
+import errno
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import trio
+
+from node.errors import MurmurError, PayloadTooLarge, RequestTimeout
+from node.transport.errors import ConnectionClosed, ProtocolError, UnknownMethod
+from node.transport.handshake import ServerHandshake, State
+from node.transport.messages import NONCE_BYTES, Request, Response, encode_frame
+from node.transport.wire import Wire, write_loop
+
+_log = structlog.get_logger("murmur.rpc")
+
+Dispatch = Callable[[str, bytes, str], Awaitable[bytes]]  # (method, body, authenticated peer name) -> answer body
+Handler = Callable[[bytes, str], Awaitable[bytes]]  # (body, peer name) -> answer body
+
+CONNECTIONS_MAX = 256  # open RPC connections at most; more wait in the kernel's accept backlog
+INFLIGHT_PER_CONNECTION_MAX = 64  # requests of one connection running at once; more wait (unread) in TCP buffers
+INFLIGHT_MAX = 1024  # requests running at once on this node, all connections together
+HANDSHAKE_TIMEOUT_S = 5.0  # a connection that has not authenticated within this is closed
+CLOSE_TIMEOUT_S = 1.0  # closing a socket never waits longer than this
+
+
+def route(handlers: Mapping[str, Handler]) -> Dispatch:
+    """A Dispatch that calls handlers[method]; an unknown method raises UnknownMethod (the caller gets the error)."""
+    table = dict(handlers)
+
+    async def dispatch(method: str, body: bytes, peer: str) -> bytes:
+        handler = table.get(method)
+        if handler is None:
+            raise UnknownMethod(f"no RPC method {method!r} on this node", "method")
+        return await handler(body, peer)
+
+    return dispatch
+
+
+@dataclass
+class _Server:
+    dispatch: Dispatch
+    secret: bytes
+    node_name: str
+    inflight: trio.Semaphore  # INFLIGHT_MAX across connections
+    inflight_per_connection_max: int
+    handshake_timeout_s: float
+
+
+async def serve_rpc(
+    dispatch: Dispatch,
+    host: str,
+    port: int,
+    secret: str,
+    node_name: str,
+    *,
+    connections_max: int = CONNECTIONS_MAX,
+    inflight_per_connection_max: int = INFLIGHT_PER_CONNECTION_MAX,
+    inflight_max: int = INFLIGHT_MAX,
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled. Calls `task_status.started(bound_port)` once listening; a taken port raises OSError."""
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as e:
+        why = "the port is already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+        raise OSError(e.errno, f"cannot listen for RPC on {host}:{port}: {why}") from e
+    bound = listeners[0].socket.getsockname()[1]
+    server = _Server(
+        dispatch=dispatch,
+        secret=secret.encode(),
+        node_name=node_name,
+        inflight=trio.Semaphore(inflight_max),
+        inflight_per_connection_max=inflight_per_connection_max,
+        handshake_timeout_s=handshake_timeout_s,
+    )
+    slots = trio.Semaphore(connections_max)
+    _log.info("rpc_listening", host=host, port=bound)
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(_accept_loop, listener, server, slots)
+        task_status.started(bound)
+
+
+async def _accept_loop(listener: trio.SocketListener, server: _Server, slots: trio.Semaphore) -> None:
+    async with listener, trio.open_nursery() as nursery:
+        while True:
+            await slots.acquire()
+            try:
+                stream = await listener.accept()
+            except OSError as e:  # EMFILE and friends: back off instead of spinning; the node stays up
+                slots.release()
+                _log.warning("rpc_accept_failed", error=str(e))
+                await trio.sleep(0.1)
+                continue
+            except BaseException:
+                slots.release()
+                raise
+            nursery.start_soon(_connection, stream, server, slots)
+
+
+async def _connection(stream: trio.SocketStream, server: _Server, slots: trio.Semaphore) -> None:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+        remote = f"{host}:{port}"
+    except OSError:
+        remote = "?"
+    wire = Wire(stream)
+    try:
+        peer = await _authenticate(wire, server, remote)
+        if peer is not None:
+            await _serve(wire, peer, server)
+    except ConnectionClosed:
+        pass
+    except ProtocolError as e:
+        _log.warning("rpc_protocol_error", remote=remote, error=str(e))
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass  # the peer went away: nobody to answer
+    except Exception:
+        _log.exception("rpc_connection_failed", remote=remote)
+    finally:
+        slots.release()
+        with trio.move_on_after(CLOSE_TIMEOUT_S) as cs:
+            cs.shield = True
+            await stream.aclose()
+
+
+async def _authenticate(wire: Wire, server: _Server, remote: str) -> str | None:
+    """The peer's proven name, or None (logged) when it failed: then nothing of it may run."""
+    hs = ServerHandshake(server.secret, server.node_name, secrets.token_bytes(NONCE_BYTES))
+    with trio.move_on_after(server.handshake_timeout_s):
+        try:
+            while hs.state is not State.ESTABLISHED:
+                await wire.send(hs.on_message(await wire.receive()))
+        except ProtocolError as e:  # HandshakeFailed or bytes that are not our protocol at all
+            _log.warning("rpc_refused", remote=remote, claimed=hs.peer, error=str(e))
+            return None
+        return hs.peer
+    _log.warning("rpc_refused", remote=remote, claimed=hs.peer, error="handshake timed out")
+    return None
+
+
+async def _serve(wire: Wire, peer: str, server: _Server) -> None:
+    per_conn = trio.Semaphore(server.inflight_per_connection_max)
+    # Each running request holds a slot until its Response is queued, so this buffer can never fill.
+    out_send, out_recv = trio.open_memory_channel[bytearray](server.inflight_per_connection_max)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_write_or_cancel, wire, out_recv, nursery.cancel_scope)
+        try:
+            while True:
+                msg = await wire.receive()
+                if not isinstance(msg, Request):
+                    raise ProtocolError(f"unexpected {type(msg).__name__} after the handshake")
+                # Waiting here stops reading: a peer that sends too much is slowed by TCP, not by our memory.
+                await per_conn.acquire()
+                await server.inflight.acquire()
+                nursery.start_soon(_run, msg, peer, server, out_send, per_conn)
+        finally:
+            nursery.cancel_scope.cancel()  # answers can no longer be delivered
+
+
+async def _write_or_cancel(wire: Wire, frames: trio.MemoryReceiveChannel[bytearray], scope: trio.CancelScope) -> None:
+    try:
+        await write_loop(wire.stream, frames)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    scope.cancel()
+
+
+async def _run(
+    req: Request, peer: str, server: _Server, out: trio.MemorySendChannel[bytearray], per_conn: trio.Semaphore
+) -> None:
+    try:
+        resp = await _answer(req, peer, server.dispatch)
+        try:
+            frame = encode_frame(resp)
+        except ProtocolError:  # too big for one frame: the caller gets an error instead of a dead connection
+            err = PayloadTooLarge(f"the answer to {req.method!r} exceeds the RPC frame limit")
+            frame = encode_frame(Response(req.req_id, None, err.code, err.message))
+        await out.send(frame)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the connection is going away
+    finally:
+        server.inflight.release()
+        per_conn.release()
+
+
+async def _answer(req: Request, peer: str, dispatch: Dispatch) -> Response:
+    with trio.move_on_after(req.deadline_ms / 1000):
+        try:
+            body = await dispatch(req.method, req.body, peer)
+            if not isinstance(body, bytes | bytearray | memoryview):  # would break the caller's decoder
+                raise TypeError(f"the handler of {req.method!r} returned {type(body).__name__}, not bytes")
+            return Response(req.req_id, body)
+        except MurmurError as e:
+            return Response(req.req_id, None, e.code, e.message, e.field)
+        except Exception as e:
+            _log.exception("rpc_handler_failed", method=req.method, peer=peer)
+            return Response(req.req_id, None, MurmurError.code, f"{type(e).__name__}: {e}")
+    err = RequestTimeout(f"{req.method!r} was not answered within its deadline of {req.deadline_ms} ms")
+    return Response(req.req_id, None, err.code, err.message)

@@ -1,0 +1,103 @@
+"""`make demo`: start the repo's cluster, load a sample of tweets, show a few searches and where to go next.
+
+Runs the `murmur` CLI through the current interpreter (`python -m node.cli.main`), so it works from a checkout
+without the console script on PATH. Never stops the cluster: the user does, with `murmur down`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a plain script: make the checkout's `node` importable
+
+from node.config import load_config  # noqa: E402
+
+CONFIG = REPO / "cluster.toml"
+DATA = REPO.parent / "shared" / "data"
+IRA_LINES = 50_000
+SYNTH_TWEETS = 50_000
+REAL_QUERIES = ["iphone", "happy birthday", '"good morning"', "#news"]
+SYNTH_QUERIES = ["coffee", "love today", '"de la"', "#news"]
+SHOWN = 3
+
+
+def murmur(*args: str, stdin: int | None = None) -> int:
+    cmd = [sys.executable, "-m", "node.cli.main", *args]
+    print(f"\n$ murmur {' '.join(args)}", flush=True)
+    return subprocess.run(cmd, stdin=stdin, cwd=REPO, check=False).returncode
+
+
+def load_sample() -> int:
+    cfg = ["--config", str(CONFIG)]
+    if DATA.is_dir():
+        rc = murmur("load", *cfg, str(DATA / "sentiment140_sample.jsonl.gz"), str(DATA / "sanders.jsonl.gz"))
+        if rc == 0:
+            rc = murmur("load", *cfg, "--limit", str(IRA_LINES), str(DATA / "ira_troll_tweets.jsonl.gz"))
+        return rc
+    print(f"\n(no {DATA}: loading {SYNTH_TWEETS:,} generated tweets instead)")
+    gen = subprocess.Popen(
+        [sys.executable, "-m", "node.gen.synth", str(SYNTH_TWEETS), "--seed", "1"],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert gen.stdout is not None
+    try:
+        return murmur("load", *cfg, "-", stdin=gen.stdout.fileno())
+    finally:
+        gen.stdout.close()
+        gen.wait()
+
+
+def show_search(url: str, q: str) -> None:
+    t0 = time.perf_counter()
+    resp = httpx.get(f"{url}/search", params={"q": q, "count": 100}, timeout=30.0)
+    wall_ms = (time.perf_counter() - t0) * 1000
+    print(f"\n== search {q}")
+    if resp.status_code != 200:
+        print(f"   error {resp.status_code}: {resp.text[:300]}")
+        return
+    body = resp.json()
+    statuses = body.get("statuses", [])
+    meta = body.get("search_metadata", {})
+    more = "+ (first page)" if meta.get("next_max_id") is not None else ""
+    print(
+        f"   {len(statuses)}{more} results, completed_in_ms={meta.get('completed_in_ms')}, wall {wall_ms:.1f} ms"
+    )
+    for t in statuses[:SHOWN]:
+        text = " ".join(str(t.get("text", "")).split())
+        print(f"   {t.get('id_str')}  {t.get('created_at')}  @{t.get('user')}  {text[:100]}")
+
+
+def main() -> int:
+    cfg = load_config(CONFIG)
+    url = cfg.url(cfg.nodes[0].name)
+    rc = murmur("up", "--config", str(CONFIG))
+    if rc != 0:
+        return rc
+    rc = load_sample()
+    if rc != 0:
+        return rc
+    queries = REAL_QUERIES if DATA.is_dir() else SYNTH_QUERIES
+    for q in queries:
+        show_search(url, q)
+    print("\nTry:")
+    for path in ("/health", "/cluster", "/metrics", "/openapi.json", "/trends?window=24h"):
+        print(f"   curl '{url}{path}'")
+    for q in queries:
+        print(f"   curl '{url}/search?{urlencode({'q': q, 'count': 5})}'")
+    cli = ".venv/bin/murmur" if (REPO / ".venv/bin/murmur").exists() else f"{sys.executable} -m node.cli.main"
+    print(f"   {cli} search '{queries[-1]}' --count 5")
+    print(f"   {cli} status")
+    print(f"\nStop the cluster with:  {cli} down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

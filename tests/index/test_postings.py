@@ -1,0 +1,98 @@
+"""Unit and property tests of PostingsTable: order, idempotence, compact forms and the memory estimate."""
+
+from __future__ import annotations
+
+import random
+from array import array
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node.index.postings import SMALL_MAX, SMALL_MIN, PostingsTable
+
+
+def _kind(t: PostingsTable, term: str) -> type:
+    return type(t._d[term])
+
+
+@pytest.mark.parametrize("tc", ["I", "Q"])
+def test_forms_follow_size_and_shrink_back(tc: str) -> None:
+    t = PostingsTable(tc)
+    assert t.add("w", 10)
+    assert _kind(t, "w") is int  # a singleton is the bare value
+    assert t.add("w", 5)
+    assert _kind(t, "w") is bytes
+    for x in range(100, 100 + SMALL_MAX - 2):
+        t.add("w", x)
+    assert _kind(t, "w") is bytes and t.df("w") == SMALL_MAX
+    t.add("w", 1)  # out of order, at the border
+    assert _kind(t, "w") is array and t.df("w") == SMALL_MAX + 1
+    vals = t.get("w")
+    assert vals is not None
+    for x in list(vals)[: SMALL_MAX + 1 - SMALL_MIN]:
+        assert t.remove("w", x)
+    assert _kind(t, "w") is bytes and t.df("w") == SMALL_MIN
+    for x in list(t.get("w") or [])[:-1]:
+        t.remove("w", x)
+    assert _kind(t, "w") is int and t.df("w") == 1
+    assert t.remove("w", 100 + SMALL_MAX - 3)
+    assert "w" not in t and t.terms_count() == 0 and t.postings_count() == 0
+    assert t.memory_bytes() == t.exact_memory_bytes()
+
+
+def test_out_of_order_insert_and_idempotence() -> None:
+    t = PostingsTable("Q")
+    for x in [50, 10, 30, 10, 2**64 - 1, 20, 30]:
+        t.add("w", x)
+    assert list(t.get("w") or []) == [10, 20, 30, 50, 2**64 - 1]
+    assert t.postings_count() == 5
+    assert not t.add("w", 20)
+    assert not t.remove("w", 21)
+    assert not t.remove("nope", 1)
+    assert t.get("nope") is None and t.df("nope") == 0
+
+
+def test_value_range_is_checked() -> None:
+    t = PostingsTable("I")
+    t.add("w", 2**32 - 1)
+    with pytest.raises(AssertionError):
+        t.add("w", 2**32)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.sampled_from("abc"), st.integers(0, 80)),
+        max_size=300,
+    )
+)
+def test_table_equals_a_dict_of_sets(ops: list[tuple[bool, str, int]]) -> None:
+    t = PostingsTable("Q")
+    model: dict[str, set[int]] = {}
+    for is_add, term, x in ops:
+        s = model.setdefault(term, set())
+        if is_add:
+            assert t.add(term, x) == (x not in s)
+            s.add(x)
+        else:
+            assert t.remove(term, x) == (x in s)
+            s.discard(x)
+    model = {k: v for k, v in model.items() if v}
+    assert t.terms_count() == len(model)
+    assert t.postings_count() == sum(map(len, model.values()))
+    for term in "abc":
+        got = t.get(term)
+        assert (list(got) if got is not None else []) == sorted(model.get(term, ()))
+        assert t.df(term) == len(model.get(term, ()))
+
+
+def test_memory_estimate_is_close_to_the_walk_and_compact() -> None:
+    rng = random.Random(7)
+    t = PostingsTable("I")
+    for doc in range(20_000):  # Zipf-ish: a few frequent terms, many rare ones
+        for _ in range(8):
+            t.add(f"t{int(rng.paretovariate(0.8))}", doc)
+    est, exact = t.memory_bytes(), t.exact_memory_bytes()
+    assert abs(est - exact) / exact < 0.05, (est, exact)
+    assert exact / t.postings_count() < 12
