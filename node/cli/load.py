@@ -125,7 +125,9 @@ class Loader:
                 self.tally.on_item(item, rec.where)
         for rec, ok in zip(batch, answered, strict=True):
             if not ok:
-                self.tally.on_reject("no_answer", None, "the bulk answer has no item for this line", rec.where)
+                self.tally.on_reject(
+                    "no_answer", None, "the bulk answer has no item for this line", rec.where
+                )
         return retry
 
     def _reject_all(self, batch: list[Record], code: str, msg: str) -> None:

@@ -19,6 +19,7 @@ from node.errors import RequestTimeout
 from node.transport.backoff import Backoff
 from node.transport.errors import (
     ConnectionClosed,
+    HandshakeFailed,
     PeerUnavailable,
     ProtocolError,
     RpcTimeout,
@@ -240,7 +241,13 @@ class PeerPool:
                 hs = ClientHandshake(self._secret, self._node_name, secrets.token_bytes(NONCE_BYTES))
                 await wire.send(hs.start())
                 while hs.state is not State.ESTABLISHED:
-                    reply = hs.on_message(await wire.receive())
+                    try:
+                        got = await wire.receive()
+                    except ConnectionClosed:
+                        raise HandshakeFailed(
+                            f"{_fmt(addr)} closed the connection during the handshake (a different cluster secret?)"
+                        ) from None
+                    reply = hs.on_message(got)
                     if reply is not None:
                         await wire.send(reply)
             except BaseException:

@@ -157,7 +157,7 @@ async def _serve(wire: Wire, peer: str, server: _Server) -> None:
     out_send, out_recv = trio.open_memory_channel[bytearray](server.inflight_per_connection_max)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_write_or_cancel, wire, out_recv, nursery.cancel_scope)
-        try:
+        try:  # errors are caught in here: the nursery would wrap them in an ExceptionGroup
             while True:
                 msg = await wire.receive()
                 if not isinstance(msg, Request):
@@ -166,6 +166,10 @@ async def _serve(wire: Wire, peer: str, server: _Server) -> None:
                 await per_conn.acquire()
                 await server.inflight.acquire()
                 nursery.start_soon(_run, msg, peer, server, out_send, per_conn)
+        except ProtocolError as e:
+            _log.warning("rpc_protocol_error", peer=peer, error=str(e))
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the peer went away
         finally:
             nursery.cancel_scope.cancel()  # answers can no longer be delivered
 

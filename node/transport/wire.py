@@ -41,7 +41,7 @@ async def write_loop(stream: trio.abc.Stream, frames: trio.MemoryReceiveChannel[
     async with frames:
         async for first in frames:
             # Let the other runnable tasks queue their frames first: under load one send then carries many.
-            pass  # X
+            await trio.lowlevel.cancel_shielded_checkpoint()
             batch = [first]
             size = len(first)
             while size < WRITE_BATCH_BYTES:

@@ -67,7 +67,7 @@ class NodeProc:
         self.log_path = config.parent / f"{name}.test.log"
 
     def start(self) -> NodeProc:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "node.cli.main", "node", "--config", str(self.config), "--name", self.name],
             stdout=log,

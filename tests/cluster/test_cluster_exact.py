@@ -1,0 +1,197 @@
+"""Exact search on a real cluster, black box over HTTP: a real corpus loaded through ONE node must be found by
+EVERY node exactly as the brute-force model (node.query.match) finds it in the tweets the API returned, for every
+query form of CONTRACT §3, with paging (max_id / next_max_id, since_id); edits and deletes made through one node
+must be seen through all of them. Parametrized by cluster shape; a cluster of one must pass on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from node.model import Tweet, parse_time
+from tests.cluster.kit import (
+    SHAPES,
+    Shape,
+    bulk_load,
+    cluster,
+    corpus,
+    expected,
+    node_name,
+    own_tweets,
+    pick_queries,
+    search,
+    tweet_of,
+)
+
+pytestmark = pytest.mark.slow
+PAGE_WALK_MAX = 200  # pages: a walk that never ends is a failure, not a hang
+
+
+@dataclass
+class Loaded:
+    clients: list[httpx.Client]
+    returned: dict[int, dict[str, Any]]  # id -> the tweet as GET returned it
+    model: dict[int, Tweet]
+    queries: list[str]
+    source: str
+    _memo: dict[str, list[int]] = field(default_factory=dict)
+
+    def all_ids(self, q: str) -> list[int]:
+        """Every match of q in the model, newest first (memoised until the model changes)."""
+        if q not in self._memo:
+            self._memo[q] = expected(self.model, q, count=len(self.model) + 1)
+        return self._memo[q]
+
+    def put(self, d: dict[str, Any]) -> None:
+        self.returned[d["id"]] = d
+        self.model[d["id"]] = tweet_of(d)
+        self._memo.clear()
+
+    def remove(self, tid: int) -> None:
+        del self.returned[tid], self.model[tid]
+        self._memo.clear()
+
+
+@pytest.fixture(scope="module", params=SHAPES)
+def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
+    shape: Shape = request.param
+    root: Path = tmp_path_factory.mktemp("exact")
+    with cluster(root, shape) as clients:
+        bodies, source = corpus()
+        bodies += own_tweets()
+        ids = bulk_load(clients[0], bodies)  # everything through ONE node
+        assert len(set(ids)) == len(ids) >= 0.95 * len(bodies), (len(ids), len(bodies))
+        returned: dict[int, dict[str, Any]] = {}
+        by_id = {b["id"]: b for b in bodies if "id" in b}
+        for i, tid in enumerate(ids):  # GET every tweet, round robin over the nodes
+            r = clients[i % len(clients)].get(f"/tweets/{tid}")
+            assert r.status_code == 200, (node_name(clients[i % len(clients)]), tid, r.text)
+            d = r.json()
+            sent = by_id.get(tid)
+            if sent is not None:
+                assert (d["text"], d["user"]) == (sent["text"], sent["user"])
+                assert parse_time(d["created_at"]) == parse_time(sent["created_at"])
+                assert d["lang"] == sent.get("lang")
+            returned[tid] = d
+        model = {tid: tweet_of(d) for tid, d in returned.items()}
+        yield Loaded(clients, returned, model, pick_queries(model), source)
+
+
+def results_everywhere(ld: Loaded, q: str, **params: Any) -> list[dict[str, Any]]:
+    """The statuses of the same request to every node; asserts they are identical and that each is the tweet
+    as GET returns it."""
+    pages = [search(c, q, **params)["statuses"] for c in ld.clients]
+    for c, page in zip(ld.clients[1:], pages[1:], strict=True):
+        assert page == pages[0], f"{q!r} {params}: {node_name(c)} differs from {node_name(ld.clients[0])}"
+    for t in pages[0]:
+        assert t == ld.returned.get(t["id"]), (q, t)
+    return pages[0]
+
+
+def check_all_queries(ld: Loaded) -> None:
+    for q in ld.queries:
+        want = ld.all_ids(q)
+        got = [t["id"] for t in results_everywhere(ld, q)]
+        assert got == want[:100], f"{q!r}: got {len(got)} ids, model {len(want[:100])}; first diff at " + str(
+            next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
+        )
+
+
+def test_corpus_and_queries_are_meaningful(loaded: Loaded) -> None:
+    """Guards the test itself: the queries must include empty, small and large (more than a page) results."""
+    sizes = [len(loaded.all_ids(q)) for q in loaded.queries]
+    assert sizes.count(0) >= 1 and sum(1 for s in sizes if 0 < s <= 20) >= 8
+    assert sum(1 for s in sizes if s > 100) >= 5, (loaded.source, list(zip(loaded.queries, sizes, strict=True)))
+
+
+def test_every_tweet_readable_on_every_node(loaded: Loaded) -> None:
+    sample = sorted(loaded.returned)[:: max(1, len(loaded.returned) // 150)]
+    for c in loaded.clients:
+        for tid in sample:
+            r = c.get(f"/tweets/{tid}")
+            assert r.status_code == 200 and r.json() == loaded.returned[tid], (node_name(c), tid, r.text)
+
+
+def test_every_query_form_equals_the_model_on_every_node(loaded: Loaded) -> None:
+    check_all_queries(loaded)
+    for q in loaded.queries[::4]:  # a small count takes the newest of the same list
+        got = [t["id"] for t in results_everywhere(loaded, q, count=7)]
+        assert got == loaded.all_ids(q)[:7], q
+
+
+def test_pages_walk_to_the_end(loaded: Loaded) -> None:
+    walked = [q for q in loaded.queries if len(loaded.all_ids(q)) > 100][:2]
+    walked += [q for q in loaded.queries if 5 < len(loaded.all_ids(q)) <= 100][:1]
+    for q, count in zip(walked, (100, 37, 2), strict=False):
+        want = loaded.all_ids(q)
+        for c in loaded.clients:
+            seen: list[int] = []
+            max_id: int | None = None
+            for _ in range(PAGE_WALK_MAX):
+                params: dict[str, Any] = {"count": count} | ({} if max_id is None else {"max_id": max_id})
+                body = search(c, q, **params)
+                page = [t["id"] for t in body["statuses"]]
+                assert page == expected(loaded.model, q, count, max_id), (node_name(c), q, max_id)
+                seen += page
+                max_id = body["search_metadata"]["next_max_id"]
+                if max_id is None or not page:
+                    break
+                assert max_id < page[-1], (q, max_id, page[-1])  # it moves past the page, never back
+            else:
+                pytest.fail(f"{q!r}: more than {PAGE_WALK_MAX} pages of {count}")
+            assert seen == want, (node_name(c), q, len(seen), len(want))
+
+
+def test_since_id_and_max_id(loaded: Loaded) -> None:
+    for q in [q for q in loaded.queries if len(loaded.all_ids(q)) > 10][:6]:
+        want = loaded.all_ids(q)
+        since = want[len(want) // 2]
+        top = want[len(want) // 4]
+        got = [t["id"] for t in results_everywhere(loaded, q, since_id=since)]
+        assert got == [i for i in want if i > since][:100], q
+        got = [t["id"] for t in results_everywhere(loaded, q, since_id=since, max_id=top)]
+        assert got == [i for i in want if since < i <= top][:100], q
+        assert results_everywhere(loaded, q, since_id=want[0]) == [], q  # nothing newer than the newest
+
+
+def test_edits_and_deletes_through_one_node_seen_by_all(loaded: Loaded) -> None:
+    ld = loaded
+    first, last = ld.clients[0], ld.clients[-1]
+    busy = max(ld.queries[:3], key=lambda q: len(ld.all_ids(q)))
+    visible = ld.all_ids(busy)[:6]  # in the first page: a change shows at once
+    city = ld.all_ids("zqcity")[:3]
+    to_edit, to_delete = visible[:3] + city[:1], visible[3:] + city[1:2]
+    old_words = {tid: ld.model[tid].text for tid in to_edit}
+    for n, tid in enumerate(to_edit):
+        r = first.patch(f"/tweets/{tid}", json={"text": f"zqedited number{n} replaced #zqnew", "likes": n})
+        assert r.status_code == 200, r.text
+        d = r.json()
+        assert d["id"] == tid and d["edited_at"] is not None and d["likes"] == n
+        assert d["hashtags"] == ["zqnew"] and d["created_at"] == ld.returned[tid]["created_at"]
+        ld.put(d)
+    for tid in to_delete:
+        r = last.delete(f"/tweets/{tid}")
+        assert r.status_code == 204, r.text
+        ld.remove(tid)
+    for c in ld.clients:
+        for tid in to_edit:
+            assert c.get(f"/tweets/{tid}").json() == ld.returned[tid], (node_name(c), tid)
+        for tid in to_delete:
+            r = c.get(f"/tweets/{tid}")
+            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", (node_name(c), tid)
+    assert [t["id"] for t in results_everywhere(ld, "#zqnew")] == sorted(to_edit, reverse=True)
+    assert [t["id"] for t in results_everywhere(ld, "zqedited number2")] == [to_edit[2]]
+    assert results_everywhere(ld, "zqedited -zqnew") == []
+    for tid, text in old_words.items():  # the old text's exact phrase no longer finds the edited tweet
+        words = [w for w in text.split() if w.isalpha()][:2]
+        if len(words) == 2:
+            q = f'"{words[0]} {words[1]}"'
+            assert tid not in [t["id"] for t in results_everywhere(ld, q)], q
+    ld.queries += ["zqedited", "number0 OR number1", '"number3 replaced"']
+    check_all_queries(ld)  # every query again against the edited model, on every node
