@@ -1,14 +1,18 @@
-"""One Murmur node: wires storage, the shard, the coordinator and the HTTP server under one nursery.
+"""One Murmur node: wires storage, the shard, the node service, the coordinator, the RPC server (TCP on the
+gossip port) and the HTTP server under one nursery.
 
-The thin Trio shell of the node. Recovery (snapshot + WAL tail) happens before the port opens; SIGTERM/SIGINT
-stop serving, take a final snapshot and return. It never holds state of its own beyond the objects it wires.
+The thin Trio shell of the node. Recovery (snapshot + WAL tail) happens before any port opens; SIGTERM/SIGINT
+stop serving, take a final snapshot and return. It holds no state of its own beyond the objects it wires.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hmac
 import os
 import signal
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -17,20 +21,32 @@ from typing import Any
 import structlog
 import trio
 
+from node.cluster.coordinator import ClusterCoordinator
+from node.cluster.peers import Peers
+from node.cluster.placement import Placement
+from node.cluster.service import NodeService
 from node.config import Config
+from node.errors import MurmurError, NotFound
 from node.http.api import make_handler
-from node.http.server import serve_http
+from node.http.server import Request, Response, error_response, serve_http
 from node.ids import SnowflakeGenerator
-from node.local_coordinator import LocalCoordinator
 from node.metrics import HttpMetrics
-from node.shard import Shard, decode_record
+from node.ring.ring import Ring
+from node.shard import Record, Shard, decode_record
 from node.storage.recovery import open_storage
+from node.transport.client import open_peer_pool
+from node.transport.server import serve_rpc
 
 log = structlog.get_logger("murmur.node")
+REPAIR_QUEUE_MAX = 64
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @contextmanager
-def _data_dir_lock(d: Path):  # type: ignore[no-untyped-def]
+def _data_dir_lock(d: Path) -> Iterator[None]:
     """One process per data directory: a second node on the same files would corrupt them."""
     d.mkdir(parents=True, exist_ok=True)
     fd = os.open(d / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
@@ -44,31 +60,45 @@ def _data_dir_lock(d: Path):  # type: ignore[no-untyped-def]
         os.close(fd)
 
 
-def cluster_description(cfg: Config, name: str) -> dict[str, Any]:
-    me = cfg.node(name)
+class Forbidden(MurmurError):
+    status = 403
+    code = "forbidden"
+
+
+def internal_handler(secret: str, me: str, peers: Peers) -> Any:
+    """/internal/ over HTTP: refuses anything without the cluster secret (header x-murmur-secret)."""
+
+    async def handle(req: Request) -> Response:
+        given = req.header(b"x-murmur-secret") or b""
+        if not hmac.compare_digest(given, secret.encode()):
+            return error_response(Forbidden("internal endpoints need the cluster secret", "x-murmur-secret"))
+        if req.path == "/internal/peers":
+            import msgspec
+
+            return Response(200, msgspec.json.encode({"node": me, "peers": peers.state}))
+        return error_response(NotFound(f"no internal endpoint {req.path}"))
+
+    return handle
+
+
+def describe(cfg: Config, ring: Ring, placement: Placement) -> dict[str, Any]:
     return {
         "cluster": cfg.cluster.name,
         "n": cfg.cluster.replication_factor,
         "w": cfg.cluster.write_quorum,
         "r": cfg.cluster.read_quorum,
         "vnodes": cfg.cluster.vnodes,
-        "coordinator": name,
-        "members": [
-            {
-                "name": me.name,
-                "state": "up",
-                "http": cfg.url(me.name),
-                "gossip": f"{me.host}:{me.gossip_port}",
-                "ring_share": 1.0,
-                "partitions": {"total": 1, "healthy": 1},
-            }
-        ],
+        "partitions": len(ring.partitions()),
     }
 
 
 async def run_node(cfg: Config, name: str, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     me = cfg.node(name)
     node_dir = cfg.node_dir(name)
+    ring = Ring.build(cfg.names(), cfg.cluster.vnodes)
+    placement = Placement(ring, cfg.cluster.replication_factor)
+    shares = ring.shares()
+    held = {n: placement.partitions_held(n) for n in cfg.names()}
     with _data_dir_lock(node_dir):
         async with open_storage(node_dir / "storage", cfg.storage) as st:
             t0 = trio.current_time()
@@ -82,22 +112,61 @@ async def run_node(cfg: Config, name: str, *, task_status: trio.TaskStatus[int] 
                 tweets=len(shard.tweets),
                 snapshot_lsn=rec.snapshot_lsn,
                 wal_records=len(rec.records),
+                outbox=len(shard.outbox),
                 seconds=round(trio.current_time() - t0, 3),
             )
-            coord = LocalCoordinator(
-                shard, st, SnowflakeGenerator(cfg.machine_id(name)), node_name=name,
-                cluster=cluster_description(cfg, name),
-            )
-            metrics = HttpMetrics()
-            handler = make_handler(coord, metrics, cfg.http, name)
             snap = _Snapshotter(shard, st, cfg, rec.snapshot_lsn)
             del rec
-            async with trio.open_nursery() as nursery:
-                port = await nursery.start(partial(serve_http, handler, me.host, me.http_port, cfg.http, metrics=metrics))
-                nursery.start_soon(snap.run)
-                nursery.start_soon(_stop_on_signal, nursery.cancel_scope, name)
-                log.info("serving", node=name, url=f"http://{me.host}:{port}")
-                task_status.started(port)
+            service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms)
+            ids = SnowflakeGenerator(cfg.machine_id(name))
+            for i in shard.tweets:
+                ids.observe(i)
+            addrs = {n.name: (n.host, n.gossip_port) for n in cfg.nodes}
+            async with open_peer_pool(cfg.cluster.secret, name) as pool:
+                peers = Peers(name, service, pool, addrs)
+                service.peers = peers
+
+                def members() -> list[dict[str, Any]]:
+                    return [
+                        {
+                            "name": n.name,
+                            "state": peers.state.get(n.name, "unknown"),
+                            "http": cfg.url(n.name),
+                            "gossip": f"{n.host}:{n.gossip_port}",
+                            "ring_share": round(shares.get(n.name, 0.0), 4),
+                            "partitions": {"replicated": held[n.name], "total": len(ring.partitions())},
+                            **({"tweets": len(shard.tweets)} if n.name == name else {}),
+                        }
+                        for n in cfg.nodes
+                    ]
+
+                send_repairs, recv_repairs = trio.open_memory_channel[tuple[str, list[Record]]](REPAIR_QUEUE_MAX)
+                coord = ClusterCoordinator(
+                    name,
+                    placement,
+                    cfg.cluster.read_quorum,
+                    peers,
+                    ids,
+                    wall_ms,
+                    members,
+                    describe(cfg, ring, placement),
+                    send_repairs,
+                )
+                coord.service = service
+                metrics = HttpMetrics()
+                handler = make_handler(
+                    coord, metrics, cfg.http, name, internal_handler=internal_handler(cfg.cluster.secret, name, peers)
+                )
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(partial(serve_rpc, peers.dispatch, me.host, me.gossip_port, cfg.cluster.secret, name))
+                    port = await nursery.start(partial(serve_http, handler, me.host, me.http_port, cfg.http, metrics=metrics))
+                    nursery.start_soon(snap.run)
+                    nursery.start_soon(peers.ping_loop)
+                    nursery.start_soon(peers.repair_loop, recv_repairs)
+                    nursery.start_soon(service.outbox_loop)
+                    nursery.start_soon(_stop_on_signal, nursery.cancel_scope, name)
+                    log.info("serving", node=name, url=f"http://{me.host}:{port}", rpc=f"{me.host}:{me.gossip_port}")
+                    task_status.started(port)
             with trio.CancelScope(shield=True):
                 await snap.take("graceful stop")
             log.info("stopped", node=name)
@@ -114,9 +183,9 @@ async def _stop_on_signal(scope: trio.CancelScope, name: str) -> None:
 class _Snapshotter:
     """Takes a snapshot every `snapshot_interval_s` when enough has changed, and once at a graceful stop."""
 
-    def __init__(self, shard: Shard, st: Any, cfg: Config, recovered_lsn: int) -> None:
+    def __init__(self, shard: Shard, st: Any, cfg: Config, snapshot_lsn: int) -> None:
         self.shard, self.st, self.cfg = shard, st, cfg
-        self.last_lsn = recovered_lsn
+        self.last_lsn = snapshot_lsn
 
     async def run(self) -> None:
         interval = self.cfg.storage.snapshot_interval_s

@@ -1,45 +1,81 @@
-"""The data a node holds, as a pure state machine: tweets by id, tombstones, and the inverted index over them.
+"""The data one node holds, as a pure state machine: the tweets of the partitions it replicates (with delete
+tombstones and the indexing outbox), and the postings of the term partitions it replicates.
 
-`apply(record)` is the only way state changes; the same records go to the WAL, to snapshots and (later) to
-replicas. Every record carries a version and `apply` keeps the highest version per tweet id (a delete is a
-tombstone with its version), so replaying records in any order, or twice, gives the same state.
+`apply(record)` is the only way state changes; the same records go to the WAL, to snapshots and to replicas.
+Rules (the one place they live):
+- Tweets: a record carries the tweet's version; the highest version wins, a tombstone included. So replaying
+  records in any order, or twice, gives the same state, and a deleted tweet never comes back.
+- Outbox: a PutTweet/DeleteTweet carries the index work it implies (terms to add, terms to remove). The tweet
+  partition keeps it in `outbox` until an OutboxDone for that version (or a newer one) arrives; pending work of
+  successive versions merges, so no term of an older version is forgotten.
+- Postings: PostingOps carry the tweet's version. A remove leaves a posting tombstone (term, id) -> version and an
+  add older than it is ignored; postings are candidates only (every search result is checked against the tweet
+  itself), so a stale posting costs time, never correctness.
 Never touches files, sockets or clocks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import msgspec
 
 from node.index.index import InvertedIndex
 from node.model import Tweet
-from node.query.match import index_terms
+from node.query.ast import Term
 
 # A version is (epoch << EPOCH_SHIFT) | sequence: it only grows; never a bare wall clock.
 EPOCH_SHIFT = 40
+SEQ_MASK = (1 << EPOCH_SHIFT) - 1
 
 
 def make_version(epoch: int, seq: int) -> int:
-    assert 0 <= seq < (1 << EPOCH_SHIFT)
+    assert 0 <= seq <= SEQ_MASK
     return (epoch << EPOCH_SHIFT) | seq
 
 
 class PutTweet(msgspec.Struct, frozen=True, tag=1, array_like=True):
-    """Create or replace (edit) a tweet. `tweet.version` is the record's version."""
+    """Create or replace (edit) a tweet; `tweet.version` is the record's version. `add`/`remove`: the index work."""
 
     tweet: Tweet
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
 
 
 class DeleteTweet(msgspec.Struct, frozen=True, tag=2, array_like=True):
-    """A tombstone: the tweet is gone for good at this version and above."""
+    """A tombstone: the tweet is gone for good at this version and above. `remove`: its terms, to unindex."""
 
     id: int
     version: int
     at_ms: int
+    remove: tuple[str, ...] = ()
 
 
-Record = PutTweet | DeleteTweet
+class PostingOps(msgspec.Struct, frozen=True, tag=3, array_like=True):
+    """Index work for one tweet version on one node: only terms of partitions that node replicates."""
+
+    tweet_id: int
+    version: int
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+class OutboxDone(msgspec.Struct, frozen=True, tag=4, array_like=True):
+    """The index work of this tweet up to `version` reached W copies of every term partition."""
+
+    tweet_id: int
+    version: int
+
+
+Record = PutTweet | DeleteTweet | PostingOps | OutboxDone
+
+
+class OutboxEntry(msgspec.Struct, array_like=True):
+    tweet_id: int
+    version: int
+    add: tuple[str, ...]  # terms the tweet has at `version`
+    remove: tuple[str, ...]  # terms of earlier versions that it no longer has
+
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Record)
@@ -58,6 +94,9 @@ class ShardState(msgspec.Struct, array_like=True):
 
     tweets: list[Tweet]
     tombstones: list[DeleteTweet]
+    outbox: list[OutboxEntry]
+    postings: list[tuple[str, list[int]]]  # term -> tweet ids
+    posting_tombstones: list[tuple[str, int, int]]  # (term, tweet id, version)
     max_version: int
 
 
@@ -69,59 +108,108 @@ class Shard:
     def __init__(self) -> None:
         self.tweets: dict[int, Tweet] = {}
         self.tombstones: dict[int, DeleteTweet] = {}
+        self.outbox: dict[int, OutboxEntry] = {}
         self.index = InvertedIndex()
-        self.max_version = 0  # the highest version applied: a restarted node continues above it
+        self._terms: dict[str, None] = {}  # every term ever indexed here (for snapshots)
+        self.posting_tombstones: dict[tuple[str, int], int] = {}
+        self.max_version = 0  # the highest version applied: a restarted master continues above it
+
+    def version_of(self, tweet_id: int) -> int:
+        t = self.tweets.get(tweet_id)
+        if t is not None:
+            return t.version
+        d = self.tombstones.get(tweet_id)
+        return d.version if d is not None else 0
 
     # ------------------------------------------------------------ transitions
 
     def apply(self, rec: Record) -> bool:
-        """Apply one record; False when it is older than what we hold (a replay or a stale copy)."""
+        """Apply one record; False when it changes nothing (older than what we hold, or a replay)."""
         if isinstance(rec, PutTweet):
-            return self._put(rec.tweet)
-        return self._delete(rec)
+            return self._put(rec)
+        if isinstance(rec, DeleteTweet):
+            return self._delete(rec)
+        if isinstance(rec, PostingOps):
+            return self._postings(rec)
+        return self._outbox_done(rec)
 
     def apply_all(self, recs: Iterable[Record]) -> None:
         for r in recs:
             self.apply(r)
 
-    def _put(self, t: Tweet) -> bool:
+    def _put(self, rec: PutTweet) -> bool:
+        t = rec.tweet
         self.max_version = max(self.max_version, t.version)
-        tomb = self.tombstones.get(t.id)
-        if tomb is not None and tomb.version >= t.version:
+        if self.version_of(t.id) >= t.version:
             return False
-        old = self.tweets.get(t.id)
-        if old is not None:
-            if old.version >= t.version:
-                return False
-            if old.text != t.text or old.user != t.user or old.lang != t.lang:
-                old_terms, _ = index_terms(old)
-                new_terms, _ = index_terms(t)
-                self.index.remove(t.id, old_terms - new_terms)
-                self.index.add(t.id, new_terms - old_terms)
-        else:
-            self.index.add(t.id, index_terms(t)[0])
         self.tweets[t.id] = t
+        self._queue(t.id, t.version, rec.add, rec.remove)
         return True
 
     def _delete(self, d: DeleteTweet) -> bool:
         self.max_version = max(self.max_version, d.version)
-        tomb = self.tombstones.get(d.id)
-        if tomb is not None and tomb.version >= d.version:
+        if self.version_of(d.id) >= d.version:
             return False
-        old = self.tweets.get(d.id)
-        if old is not None:
-            if old.version > d.version:
-                return False
-            self.index.remove(d.id, index_terms(old)[0])
-            del self.tweets[d.id]
+        self.tweets.pop(d.id, None)
         self.tombstones[d.id] = d
+        self._queue(d.id, d.version, (), d.remove)
+        return True
+
+    def _queue(self, tweet_id: int, version: int, add: tuple[str, ...], remove: tuple[str, ...]) -> None:
+        old = self.outbox.get(tweet_id)
+        if old is not None:
+            if old.version >= version:
+                return
+            gone = (set(old.add) | set(old.remove) | set(remove)) - set(add)
+            remove = tuple(sorted(gone))
+        if add or remove:
+            self.outbox[tweet_id] = OutboxEntry(tweet_id, version, add, remove)
+
+    def _outbox_done(self, d: OutboxDone) -> bool:
+        e = self.outbox.get(d.tweet_id)
+        if e is None or e.version > d.version:
+            return False
+        del self.outbox[d.tweet_id]
+        return True
+
+    def _postings(self, p: PostingOps) -> bool:
+        self.max_version = max(self.max_version, p.version)
+        tid, v = p.tweet_id, p.version
+        ptomb = self.posting_tombstones
+        if p.remove:
+            gone = []
+            for term in p.remove:
+                if ptomb.get((term, tid), 0) < v:
+                    ptomb[(term, tid)] = v
+                    gone.append(term)
+            self.index.remove(tid, gone)
+        if p.add:
+            fresh = [t for t in p.add if ptomb.get((t, tid), 0) < v] if ptomb else list(p.add)
+            for t in fresh:
+                ptomb.pop((t, tid), None)
+                if t not in self._terms:
+                    self._terms[t] = None
+            self.index.add(tid, fresh)
         return True
 
     # ------------------------------------------------------------ snapshots
 
     def dump(self) -> bytes:
+        postings: list[tuple[str, list[int]]] = []
+        for term in self._terms:
+            ids = list(self.index.iter_newest(Term(term)))
+            if ids:
+                ids.reverse()
+                postings.append((term, ids))
         return _state_encoder.encode(
-            ShardState(list(self.tweets.values()), list(self.tombstones.values()), self.max_version)
+            ShardState(
+                list(self.tweets.values()),
+                list(self.tombstones.values()),
+                list(self.outbox.values()),
+                postings,
+                [(t, i, v) for (t, i), v in self.posting_tombstones.items()],
+                self.max_version,
+            )
         )
 
     @classmethod
@@ -129,15 +217,16 @@ class Shard:
         st = _state_decoder.decode(blob)
         sh = cls()
         sh.max_version = st.max_version
-        for d in st.tombstones:
-            sh.tombstones[d.id] = d
-        # Build postings in id order: appends only, the index's fast path.
-        st.tweets.sort(key=lambda t: t.id)
+        sh.tweets = {t.id: t for t in st.tweets}
+        sh.tombstones = {d.id: d for d in st.tombstones}
+        sh.outbox = {e.tweet_id: e for e in st.outbox}
+        sh.posting_tombstones = {(t, i): v for t, i, v in st.posting_tombstones}
+        by_id: dict[int, list[str]] = {}
+        for term, ids in st.postings:
+            sh._terms[term] = None
+            for i in ids:
+                by_id.setdefault(i, []).append(term)
         add = sh.index.add
-        for t in st.tweets:
-            sh.tweets[t.id] = t
-            add(t.id, index_terms(t)[0])
+        for i in sorted(by_id):  # ascending ids: the index's append fast path
+            add(i, by_id[i])
         return sh
-
-    def iter_ids(self) -> Iterator[int]:
-        return iter(self.tweets)

@@ -41,9 +41,8 @@ class TrendCounter:
         for m in [m for m in self._buckets if m < floor]:
             del self._buckets[m]
 
-    def top(self, window_ms: int, count: int, now_ms: int) -> list[tuple[str, int, float]]:
-        """-> [(hashtag without '#', count in window, score)], best first. Score: growth against the previous
-        window, damped so that one mention does not beat a steady stream: (c - p) / sqrt(p + 1) + c / 1000."""
+    def counts(self, window_ms: int, now_ms: int, limit: int) -> list[tuple[str, int, int]]:
+        """-> [(hashtag, count in the window, count in the window before)] for the `limit` most counted now."""
         now_minute = now_ms // MINUTE_MS
         w = max(1, window_ms // MINUTE_MS)
         cur: Counter[str] = Counter()
@@ -54,9 +53,15 @@ class TrendCounter:
                 cur.update(b)
             elif w <= age < 2 * w:
                 prev.update(b)
-        scored = []
-        for tag, c in cur.items():
-            p = prev.get(tag, 0)
-            scored.append((tag, c, round((c - p) / math.sqrt(p + 1) + c / 1000, 6)))
-        scored.sort(key=lambda x: (-x[2], -x[1], x[0]))
-        return scored[:count]
+        return [(tag, c, prev.get(tag, 0)) for tag, c in cur.most_common(limit)]
+
+    def top(self, window_ms: int, count: int, now_ms: int) -> list[tuple[str, int, float]]:
+        return rank(self.counts(window_ms, now_ms, 10 * count + 100), count)
+
+
+def rank(counts: list[tuple[str, int, int]], count: int) -> list[tuple[str, int, float]]:
+    """-> [(hashtag without '#', count in window, score)], best first. Score: growth against the previous
+    window, damped so that one mention does not beat a steady stream: (c - p) / sqrt(p + 1) + c / 1000."""
+    scored = [(tag, c, round((c - p) / math.sqrt(p + 1) + c / 1000, 6)) for tag, c, p in counts if c > 0]
+    scored.sort(key=lambda x: (-x[2], -x[1], x[0]))
+    return scored[:count]

@@ -7,6 +7,8 @@ Values are whatever the arrays hold (tweet ids or local document numbers); the c
 Exactness: a Phrase is only known by its words here, so compile() builds a SUPERSET of the matches ("over");
 an excluded subtree (must_not) therefore uses a SUBSET ("under", where a Phrase is empty) so that the
 exclusion never drops a real match. The caller's `accept` then makes the answer exact.
+A phrase may also get ("since", docno, list) parts from `pairs` (pairs.py): the set `list` united with every value
+below docno, still a superset of the phrase's matches; the AND of words and pairs is walked range by range.
 """
 
 from __future__ import annotations
@@ -14,18 +16,20 @@ from __future__ import annotations
 import heapq
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 
 from node.query.ast import And, Node, Or, Phrase, Term
 
 Lookup = Callable[[str], "array | None"]
+PairPlans = Callable[[Sequence[str]], list]  # a phrase's words -> its ("since", docno, list) parts
 
-# A plan: None = matches nothing; array = one term's list; ("and", pos, neg); ("or", children).
+# A plan: None = matches nothing; array = one term's list; ("and", pos, neg); ("or", children);
+# ("since", docno, list) = list plus every value below docno (only ever inside an "and").
 Plan = object
 
 
-def compile_plan(n: Node, get: Lookup, over: bool = True) -> Plan:
+def compile_plan(n: Node, get: Lookup, over: bool = True, pairs: PairPlans | None = None) -> Plan:
     """Plan for `n`: a superset of its matches when `over`, a subset otherwise (equal when there is no Phrase)."""
     if isinstance(n, Term):
         a = get(n.term)
@@ -33,17 +37,20 @@ def compile_plan(n: Node, get: Lookup, over: bool = True) -> Plan:
     if isinstance(n, Phrase):
         if not over:
             return None
-        return _and([compile_plan(Term(w), get) for w in dict.fromkeys(n.words)], [])
+        parts = [compile_plan(Term(w), get) for w in dict.fromkeys(n.words)]
+        if pairs is not None:
+            parts += pairs(n.words)
+        return _and(parts, [])
     if isinstance(n, Or):
-        kids = [p for p in (compile_plan(c, get, over) for c in n.children) if p is not None]
+        kids = [p for p in (compile_plan(c, get, over, pairs) for c in n.children) if p is not None]
         if not kids:
             return None
         if len(kids) == 1:
             return kids[0]
         return ("or", kids)
     assert isinstance(n, And), n
-    pos = [compile_plan(c, get, over) for c in n.must]
-    neg = [compile_plan(c, get, not over) for c in n.must_not]
+    pos = [compile_plan(c, get, over, pairs) for c in n.must]
+    neg = [compile_plan(c, get, not over, pairs) for c in n.must_not]
     return _and(pos, neg)
 
 
@@ -68,6 +75,8 @@ def _size(p: Plan) -> int:
     if isinstance(p, array):
         return len(p)
     assert isinstance(p, tuple)
+    if p[0] == "since":
+        return len(p[2])
     if p[0] == "and":
         return _size(p[1][0])
     return sum(_size(c) for c in p[1])
@@ -154,13 +163,31 @@ class _OrCur:
         return -heap[0][0] if heap else -1
 
 
-Cursor = _TermCur | _AndCur | _OrCur
+class _SinceCur:
+    """list united with [0, since): at or above `since` the list's values, below it every value."""
+
+    __slots__ = ("cur", "since")
+
+    def __init__(self, since: int, a: array, lo: int) -> None:
+        self.since = since
+        self.cur = _TermCur(a, max(lo, since))
+
+    def next_le(self, x: int) -> int:
+        if x < self.since:
+            return x
+        v = self.cur.next_le(x)
+        return v if v >= 0 else self.since - 1
+
+
+Cursor = _TermCur | _AndCur | _OrCur | _SinceCur
 
 
 def cursor(p: Plan, lo: int) -> Cursor:
     if isinstance(p, array):
         return _TermCur(p, lo)
     assert isinstance(p, tuple)
+    if p[0] == "since":
+        return _SinceCur(p[1], p[2], lo)
     if p[0] == "and":
         return _AndCur([cursor(c, lo) for c in p[1]], [cursor(c, lo) for c in p[2]])
     return _OrCur([cursor(c, lo) for c in p[1]])
@@ -178,9 +205,13 @@ def iter_desc(p: Plan, lo: int, hi: int) -> Iterator[int]:
             yield from reversed(p[k:i])
             i = k
         return
-    if p[0] == "and" and all(isinstance(c, array) for c in (*p[1], *p[2])):  # type: ignore[index]
-        yield from _and_terms_desc(p[1], p[2], lo, hi)  # type: ignore[index]
-        return
+    if p[0] == "and" and all(isinstance(c, array) for c in p[2]):  # type: ignore[index]
+        if all(isinstance(c, array) for c in p[1]):  # type: ignore[index]
+            yield from _and_terms_desc(p[1], p[2], lo, hi)  # type: ignore[index]
+            return
+        if all(isinstance(c, array) or c[0] == "since" for c in p[1]):  # type: ignore[index]
+            yield from _and_since_desc(p[1], p[2], lo, hi)  # type: ignore[index]
+            return
     cur = cursor(p, lo)
     x = hi
     while True:
@@ -228,6 +259,20 @@ def _and_terms_desc(pos: list[array], neg: list[array], lo: int, hi: int) -> Ite
                 cands = [c for c in cands if not _member(a, c, s, e)]
         if cands:
             yield from sorted(cands, reverse=True)
+
+
+def _and_since_desc(pos: list, neg: list[array], lo: int, hi: int) -> Iterator[int]:
+    """An AND of term lists and ("since", docno, list) parts: range by range from the top, each range an AND of
+    plain lists (a "since" part is its list at or above its docno and no constraint below)."""
+    plain = [c for c in pos if isinstance(c, array)]
+    since = [c for c in pos if not isinstance(c, array)]
+    cuts = sorted({s for _, s, _ in since if lo < s <= hi}, reverse=True)
+    top_ = hi
+    for seg_lo in [*cuts, lo]:
+        active = plain + [a for _, s, a in since if s <= seg_lo]
+        active.sort(key=len)
+        yield from _and_terms_desc(active, neg, seg_lo, top_)
+        top_ = seg_lo - 1
 
 
 _CHUNK_FIRST = 128  # values of the driving list examined first; then 256, 512, ...

@@ -9,6 +9,10 @@ id order and every id bound becomes a docno bound by one bisect. A tweet that ar
 imports out of order) cannot get a docno in order, so it goes to `_side`, a small table keyed by the id itself;
 searches merge both streams. Removal leaves the docno allocated (8 B per removed tweet) so re-adding the same id,
 as an edit does, reuses it.
+
+Phrases: when every add to the main table comes with the tweet's word sequence (`words`), adjacent frequent words
+are also indexed as pairs (pairs.py), which cut a phrase's candidates down to nearly its matches. One add without
+words makes the pairs incomplete, so the index then stops using them for good ("blind"): still exact, only slower.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import heapq
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 
 from node.index.execute import compile_plan, iter_desc, top
+from node.index.pairs import PairIndex
 from node.index.postings import PostingsTable
 from node.query.ast import And, Node, Or, Phrase
 
@@ -29,12 +34,13 @@ _DOCNOS_MAX = 1 << 32
 
 
 class InvertedIndex:
-    __slots__ = ("_ids", "_main", "_side")
+    __slots__ = ("_ids", "_main", "_pairs", "_side")
 
-    def __init__(self) -> None:
-        self._main = PostingsTable("I")  # term -> docnos
+    def __init__(self, pairs: PairIndex | None = None) -> None:
+        self._main = PostingsTable("I", track_promotions=True)  # term -> docnos
         self._side = PostingsTable("Q")  # term -> ids of tweets that arrived below the newest id
         self._ids = array("Q")  # docno -> tweet id, strictly ascending
+        self._pairs: PairIndex | None = PairIndex() if pairs is None else pairs  # None once blind
 
     # -- writing ------------------------------------------------------------------------------------------
 
@@ -49,22 +55,59 @@ class InvertedIndex:
             return self._main, i
         return self._side, tweet_id
 
-    def add(self, tweet_id: int, terms: Iterable[str]) -> None:
-        """Index `tweet_id` under each term. Adding a term it already has is a no-op."""
+    def add(self, tweet_id: int, terms: Iterable[str], words: Sequence[str] | None = None) -> None:
+        """Index `tweet_id` under each term. Adding a term it already has is a no-op. `words`: the tweet's whole
+        word sequence as it stands after this call (index_terms(t)[1]); without it phrases get slower for good."""
         ids = self._ids
+        pairs = self._pairs
         if not ids or tweet_id > ids[-1]:  # the fast path: a new newest tweet gets the next docno
             assert 0 < tweet_id <= ID_MAX, tweet_id
             assert len(ids) < _DOCNOS_MAX, "docno space exhausted: a node holds at most 2^32 tweets"
             ids.append(tweet_id)
-            self._main.add_all(terms, len(ids) - 1, fresh=True)
+            docno = len(ids) - 1
+            self._main.add_all(terms, docno, fresh=True)
+            if pairs is not None:
+                if words is None:
+                    self._pairs = None
+                    return
+                pairs.add(words, docno, True)
+                pairs.maybe_promote(self._main, docno + 1)
             return
         where = self._locate(tweet_id)
         assert where is not None
         table, key = where
         table.add_all(terms, key)
+        if table is self._main and pairs is not None:
+            if words is None:
+                self._pairs = None
+            else:
+                pairs.add(words, key, False)
 
-    def remove(self, tweet_id: int, terms: Iterable[str]) -> None:
-        """Unindex `tweet_id` from each term (the caller passes the terms it was indexed under)."""
+    def add_many(self, items: Iterable[tuple[int, Iterable[str], Sequence[str] | None]]) -> None:
+        """add(id, terms, words) for each item, in order: the same result, less overhead per tweet for bulk
+        loads and snapshots (ids ascending above the newest take an inlined path)."""
+        ids = self._ids
+        main_add = self._main.add_all
+        for n, (tweet_id, terms, words) in enumerate(items, 1):
+            pairs = self._pairs
+            if words is None or pairs is None or (ids and tweet_id <= ids[-1]):
+                self.add(tweet_id, terms, words)
+                continue
+            assert 0 < tweet_id <= ID_MAX, tweet_id
+            assert len(ids) < _DOCNOS_MAX, "docno space exhausted: a node holds at most 2^32 tweets"
+            ids.append(tweet_id)
+            docno = len(ids) - 1
+            main_add(terms, docno, True)
+            pairs.add(words, docno, True)
+            if not n & 255:  # joining the frequent words a little later changes nothing but speed
+                pairs.maybe_promote(self._main, docno + 1)
+        if self._pairs is not None and ids:
+            self._pairs.maybe_promote(self._main, len(ids))
+
+    def remove(self, tweet_id: int, terms: Iterable[str], words: Sequence[str] | None = None) -> None:
+        """Unindex `tweet_id` from each term (the caller passes the terms it was indexed under). `words`, when
+        given, is the word sequence it was indexed with: its pairs go too (else they stay, harmless but held).
+        An edit removes before it adds: pairs the old and new texts share are then added back."""
         where = self._locate(tweet_id)
         if where is None:
             return
@@ -72,6 +115,8 @@ class InvertedIndex:
         rm = table.remove
         for t in terms:
             rm(t, key)
+        if words is not None and table is self._main and self._pairs is not None:
+            self._pairs.remove(words, key)
 
     # -- statistics ---------------------------------------------------------------------------------------
 
@@ -87,11 +132,22 @@ class InvertedIndex:
 
     def memory_bytes(self) -> int:
         """O(1) estimate of all the index owns: dicts, term strings, posting containers, the docno map."""
-        return self._main.memory_bytes() + self._side.memory_bytes() + sys.getsizeof(self._ids)
+        pairs = 0 if self._pairs is None else self._pairs.memory_bytes()
+        return self._main.memory_bytes() + self._side.memory_bytes() + sys.getsizeof(self._ids) + pairs
 
     def exact_memory_bytes(self) -> int:
         """The same by a full walk (O(terms)); for tests and benchmarks."""
-        return self._main.exact_memory_bytes() + self._side.exact_memory_bytes() + sys.getsizeof(self._ids)
+        pairs = 0 if self._pairs is None else self._pairs.exact_memory_bytes()
+        return (
+            self._main.exact_memory_bytes() + self._side.exact_memory_bytes() + sys.getsizeof(self._ids) + pairs
+        )
+
+    def pairs_stats(self) -> tuple[int, int, int] | None:
+        """(frequent words, pair terms, pair postings), or None when blind; for benchmarks and metrics."""
+        p = self._pairs
+        if p is None:
+            return None
+        return p.frequent_count(), p.table.terms_count(), p.table.postings_count()
 
     # -- searching ----------------------------------------------------------------------------------------
 
@@ -105,11 +161,15 @@ class InvertedIndex:
         ids = self._ids
         dhi = bisect_right(ids, hi) - 1
         dlo = bisect_left(ids, lo)
-        main = map(ids.__getitem__, iter_desc(compile_plan(root, self._main.get), dlo, dhi))
+        main = map(ids.__getitem__, iter_desc(self._main_plan(root), dlo, dhi))
         if not self._side.postings_count():
             return main
         side = iter_desc(compile_plan(root, self._side.get), lo, hi)
         return heapq.merge(main, side, reverse=True)
+
+    def _main_plan(self, root: Node) -> object:
+        pairs = self._pairs
+        return compile_plan(root, self._main.get, pairs=None if pairs is None else pairs.plans)
 
     def search(
         self,

@@ -32,9 +32,9 @@ class PostingsTable:
     """term -> strictly ascending values. add/remove are idempotent: adding a present value or removing an absent
     one changes nothing and returns False."""
 
-    __slots__ = ("_arrays", "_d", "_item", "_key_bytes", "_max", "_postings", "_smalls", "typecode")
+    __slots__ = ("_arrays", "_d", "_item", "_key_bytes", "_max", "_postings", "_smalls", "promoted", "typecode")
 
-    def __init__(self, typecode: str = "Q") -> None:
+    def __init__(self, typecode: str = "Q", track_promotions: bool = False) -> None:
         assert typecode in ("I", "Q"), typecode
         self.typecode = typecode
         self._item = array(typecode).itemsize
@@ -45,6 +45,8 @@ class PostingsTable:
         self._key_bytes = 0  # sum of sys.getsizeof(term) over the terms held
         self._smalls = 0  # how many values are bytes
         self._arrays = 0  # how many values are arrays
+        # terms whose list just became an array, for the owner to drain (it must: else it grows with the terms)
+        self.promoted: list[str] | None = [] if track_promotions else None
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -139,6 +141,8 @@ class PostingsTable:
                 d[term] = a
                 self._smalls -= 1
                 self._arrays += 1
+                if self.promoted is not None:
+                    self.promoted.append(term)
             else:
                 d[term] = a.tobytes()
         else:
@@ -155,7 +159,11 @@ class PostingsTable:
 
     def add_all(self, terms: Iterable[str], x: int, fresh: bool = False) -> None:
         """add(t, x) for each term, with the common case inlined: x is the new largest value of a big list.
-        `fresh` promises that x is larger than every value in the table (a new document number)."""
+        `fresh` promises that x is larger than every value in the table (a new document number) and that the
+        terms are distinct."""
+        if fresh:
+            self._add_fresh(terms, x)
+            return
         get = self._d.get
         add = self.add
         slow = 0
@@ -168,6 +176,38 @@ class PostingsTable:
                 slow += 1
                 add(t, x)  # counts its own posting
         self._postings += n - slow
+
+    def _add_fresh(self, terms: Iterable[str], x: int) -> None:
+        """add_all with x above every value: each form just grows at its end, inlined (the bulk of indexing)."""
+        d = self._d
+        get = d.get
+        n = self._item
+        bx = x.to_bytes(n, sys.byteorder)
+        small_bytes = SMALL_MAX * n
+        size = sys.getsizeof
+        added = new_keys = key_bytes = new_smalls = 0
+        for t in terms:
+            v = get(t)
+            cls = v.__class__
+            if cls is array:
+                v.append(x)  # type: ignore[union-attr]
+            elif cls is bytes and len(v) < small_bytes:  # type: ignore[arg-type]
+                d[t] = v + bx  # type: ignore[operator]
+            elif v is None:
+                d[t] = x
+                new_keys += 1
+                key_bytes += size(t)
+                continue  # a singleton is no posting in a container: counted below
+            elif cls is int:
+                d[t] = v.to_bytes(n, sys.byteorder) + bx  # type: ignore[union-attr]
+                new_smalls += 1
+            else:
+                self.add(t, x)  # bytes at the border: becomes an array; counts its own posting
+                continue
+            added += 1
+        self._postings += added + new_keys
+        self._key_bytes += key_bytes
+        self._smalls += new_smalls
 
     def remove(self, term: str, x: int) -> bool:
         """Delete `x` from `term`'s list; True when it was there. A list left empty drops its term."""

@@ -1,8 +1,8 @@
-"""A fast equivalent of `node.query.match.index_terms(t)[0]` for the write path: a tweet's set of index terms.
+"""A fast equivalent of `node.query.match.index_terms(t)` for the write path: a tweet's index terms and words.
 
 Pure. It must always return exactly what the analyser-based definition returns (tests/index/test_terms.py holds
-it to that on arbitrary text); it only avoids the analyser's per-word Python loop and word sequence, which the
-write path does not need: runs, '#' runs and '@' runs are each collected by one regex pass in C.
+it to that on arbitrary text); it only avoids the analyser's per-word Python loop: runs, '#' runs and '@' runs
+are each collected by one regex pass in C, and the runs in order are the word sequence.
 """
 
 from __future__ import annotations
@@ -20,24 +20,36 @@ _MENTION = re.compile(r"@(\w+)")
 
 def text_terms(text: str) -> set[str]:
     """The analyser's terms of `text`: words, '#tag' and '@name' (Analysis.terms())."""
+    return text_terms_words(text)[0]
+
+
+def text_terms_words(text: str) -> tuple[set[str], list[str]]:
+    """(text_terms(text), the analyser's word sequence: Analysis.words), from the same regex passes."""
     s = text.casefold() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
-    if "http" in s:
+    if "://" in s:
         s = _URL.sub(" ", s)
-    out = set(_RUN.findall(s))
+    words = _RUN.findall(s)
+    out = set(words)
     if "#" in s:
-        out.update(["#" + r for r in _TAG.findall(s)])
+        out.update(map("#".__add__, _TAG.findall(s)))
     if "@" in s:
-        out.update(["@" + r for r in _MENTION.findall(s)])
-    if out and max(map(len, out)) > TERM_CHARS_MAX:
+        out.update(map("@".__add__, _MENTION.findall(s)))
+    if len(s) > TERM_CHARS_MAX and max(map(len, words)) > TERM_CHARS_MAX:
         # a word longer than the limit is dropped, and so are its '#'/'@' forms (one character longer)
         out = {t for t in out if len(t) - (t[0] in "#@") <= TERM_CHARS_MAX}
-    return out
+        words = [w for w in words if len(w) <= TERM_CHARS_MAX]
+    return out, words
 
 
 def tweet_terms(text: str, user: str, lang: str | None) -> set[str]:
     """index_terms(tweet)[0]: the text's terms, 'from:' + the user and 'lang:' + the lang, both normalised."""
-    out = text_terms(text)
+    return tweet_terms_words(text, user, lang)[0]
+
+
+def tweet_terms_words(text: str, user: str, lang: str | None) -> tuple[set[str], list[str]]:
+    """index_terms(tweet) with the words as a list: what the shard passes to InvertedIndex.add."""
+    out, words = text_terms_words(text)
     out.add("from:" + (user.casefold() if user.isascii() else unicodedata.normalize("NFKC", user).casefold()))
     if lang is not None:
         out.add("lang:" + (lang.casefold() if lang.isascii() else unicodedata.normalize("NFKC", lang).casefold()))
-    return out
+    return out, words

@@ -92,7 +92,13 @@ def own_tweets() -> list[dict[str, Any]]:
     paris, london, nyc = (48.8566, 2.3522), (51.5074, -0.1278), (40.7128, -74.0060)
     rows: list[tuple[str, str, str | None, tuple[float, float] | None, str]] = [
         ("zqcity croissant morning in paris", "amelie", "fr", paris, "2019-05-01T08:00:00Z"),
-        ("zqcity coffee near the louvre #ice cream", "amelie", "FR", (48.8606, 2.3376), "2019-05-01T23:59:59Z"),
+        (
+            "zqcity coffee near the louvre #ice cream",
+            "amelie",
+            "FR",
+            (48.8606, 2.3376),
+            "2019-05-01T23:59:59Z",
+        ),
         ("zqcity rainy london afternoon", "bob_uk", "en", london, "2019-05-02T00:00:00Z"),
         ("zqcity big apple pizza don't stop", "nyc_pat", "en", nyc, "2019-05-03T12:00:00Z"),
         ("zqcity tea time #Ice Cream @Amelie", "bob_uk", "en-GB", london, "2019-05-04T10:00:00Z"),
@@ -100,7 +106,13 @@ def own_tweets() -> list[dict[str, Any]]:
         ("zqcity 東京 ラーメン", "kenji", "ja", (35.6762, 139.6503), "2019-05-06T03:00:00Z"),
         ("zqcity sem geo nenhum", "joana", "pt-BR", None, "2019-05-07T15:00:00Z"),
         ("zqcity no lang at all don't", "nolang", None, None, "2019-05-08T15:00:00Z"),
-        ("zqcity Brooklyn bridge walk #ICE cream", "nyc_pat", "EN", (40.7061, -73.9969), "2019-04-30T23:59:59Z"),
+        (
+            "zqcity Brooklyn bridge walk #ICE cream",
+            "nyc_pat",
+            "EN",
+            (40.7061, -73.9969),
+            "2019-04-30T23:59:59Z",
+        ),
     ]
     out: list[dict[str, Any]] = []
     for i, (text, user, lang, geo, created) in enumerate(rows):
@@ -204,21 +216,53 @@ def pick_queries(model: dict[int, Tweet], seed: int = 3) -> list[str]:
     u2 = rng.choice(sorted(m for m, k in ments.items() if 2 <= k <= 5) or [u1])
     author = rng.choice(sorted(u for u, k in users.items() if 2 <= k <= 5 and u.isascii()) or ["unknown"])
     qs = [
-        f1, m1, r1, "zzzneverseen",  # words
-        f"{f1} {f2}", f"{m1} {f3}", f"{r2} {f1}", f"{f1} {f2} {f3}",  # AND
-        f"{f1} OR {m2}", f"{r1} OR {r2} OR {r3}",  # OR
-        f"{f3} {f4} OR {m3}", f"{f4} OR {m3} {f3}", f"({f3} {f4}) OR {m3}",  # OR binds tighter than AND
-        f"{f1} -{f2}", f"{f2} -{f1} -{f3}", f"({f1} OR {f2}) -{f3}",  # exclusion
-        f'"{b1} {b2}"', f'"{b3} {b4}"', f'"{b2} {b1}"',  # phrases, both orders
-        f"#{t1}", f"#{t2}", f"#{t1} {f1}", f"@{u1}", f"@{u2} OR #{t2}",  # tags and mentions
-        f"from:{author}", f"from:{author.upper()} OR from:unknown {f2}", f"from:unknown {m1}",
-        f"lang:ru {f1} OR lang:en", "lang:RU", "lang:en zqcity", "lang:fr zqcity", "lang:pt-br zqcity",
-        f"({f1} OR {f2}) ({f3} OR {f4})", f"(({m1} OR {r1}) -{f2}) OR {r3}",  # parentheses
-        "since:2019-05-02 zqcity", "until:2019-05-02 zqcity", "since:2019-05-01 until:2019-05-04 zqcity",
-        f"since:2011-10-17 until:2011-10-18 {f1}", f"until:2010-01-01 {f1} OR {m1} OR {f2}",
-        "near:48.8566,2.3522 within:20km zqcity", "near:51.5,-0.12 within:5km zqcity",
-        "near:40.71,-74.0 within:3mi zqcity OR pizza", "zqcity don't", '"ice cream" zqcity', "#ice zqcity",
-        "zqcity @amelie", "from:Amelie zqcity -versailles",
+        f1,
+        m1,
+        r1,
+        "zzzneverseen",  # words
+        f"{f1} {f2}",
+        f"{m1} {f3}",
+        f"{r2} {f1}",
+        f"{f1} {f2} {f3}",  # AND
+        f"{f1} OR {m2}",
+        f"{r1} OR {r2} OR {r3}",  # OR
+        f"{f3} {f4} OR {m3}",
+        f"{f4} OR {m3} {f3}",
+        f"({f3} {f4}) OR {m3}",  # OR binds tighter than AND
+        f"{f1} -{f2}",
+        f"{f2} -{f1} -{f3}",
+        f"({f1} OR {f2}) -{f3}",  # exclusion
+        f'"{b1} {b2}"',
+        f'"{b3} {b4}"',
+        f'"{b2} {b1}"',  # phrases, both orders
+        f"#{t1}",
+        f"#{t2}",
+        f"#{t1} {f1}",
+        f"@{u1}",
+        f"@{u2} OR #{t2}",  # tags and mentions
+        f"from:{author}",
+        f"from:{author.upper()} OR from:unknown {f2}",
+        f"from:unknown {m1}",
+        f"lang:ru {f1} OR lang:en",
+        "lang:RU",
+        "lang:en zqcity",
+        "lang:fr zqcity",
+        "lang:pt-br zqcity",
+        f"({f1} OR {f2}) ({f3} OR {f4})",
+        f"(({m1} OR {r1}) -{f2}) OR {r3}",  # parentheses
+        "since:2019-05-02 zqcity",
+        "until:2019-05-02 zqcity",
+        "since:2019-05-01 until:2019-05-04 zqcity",
+        f"since:2011-10-17 until:2011-10-18 {f1}",
+        f"until:2010-01-01 {f1} OR {m1} OR {f2}",
+        "near:48.8566,2.3522 within:20km zqcity",
+        "near:51.5,-0.12 within:5km zqcity",
+        "near:40.71,-74.0 within:3mi zqcity OR pizza",
+        "zqcity don't",
+        '"ice cream" zqcity',
+        "#ice zqcity",
+        "zqcity @amelie",
+        "from:Amelie zqcity -versailles",
     ]
     if tri is not None:
         qs.append('"' + " ".join(tri) + '"')

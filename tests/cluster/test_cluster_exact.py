@@ -99,7 +99,10 @@ def check_all_queries(ld: Loaded) -> None:
         want = ld.all_ids(q)
         got = [t["id"] for t in results_everywhere(ld, q)]
         assert got == want[:100], f"{q!r}: got {len(got)} ids, model {len(want[:100])}; first diff at " + str(
-            next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
+            next(
+                (i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+                min(len(got), len(want)),
+            )
         )
 
 
@@ -107,7 +110,10 @@ def test_corpus_and_queries_are_meaningful(loaded: Loaded) -> None:
     """Guards the test itself: the queries must include empty, small and large (more than a page) results."""
     sizes = [len(loaded.all_ids(q)) for q in loaded.queries]
     assert sizes.count(0) >= 1 and sum(1 for s in sizes if 0 < s <= 20) >= 8
-    assert sum(1 for s in sizes if s > 100) >= 5, (loaded.source, list(zip(loaded.queries, sizes, strict=True)))
+    assert sum(1 for s in sizes if s > 100) >= 5, (
+        loaded.source,
+        list(zip(loaded.queries, sizes, strict=True)),
+    )
 
 
 def test_every_tweet_readable_on_every_node(loaded: Loaded) -> None:

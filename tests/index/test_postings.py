@@ -96,3 +96,17 @@ def test_memory_estimate_is_close_to_the_walk_and_compact() -> None:
     est, exact = t.memory_bytes(), t.exact_memory_bytes()
     assert abs(est - exact) / exact < 0.05, (est, exact)
     assert exact / t.postings_count() < 12
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sets(st.sampled_from([f"t{i}" for i in range(12)])), max_size=120), st.sampled_from(["I", "Q"]))
+def test_add_all_fresh_equals_add_one_by_one(docs: list[set[str]], tc: str) -> None:
+    # the inlined fresh path crosses every form (int -> bytes -> array) and must keep the counters exact
+    fast, slow = PostingsTable(tc), PostingsTable(tc)
+    for x, terms in enumerate(docs):
+        fast.add_all(terms, x, fresh=True)
+        for term in terms:
+            slow.add(term, x)
+    assert fast._d == slow._d
+    assert (fast.postings_count(), fast.terms_count()) == (slow.postings_count(), slow.terms_count())
+    assert fast.memory_bytes() == slow.memory_bytes()

@@ -1,11 +1,11 @@
-"""node.index.terms must return exactly node.query.match.index_terms' term set, on any text."""
+"""node.index.terms must return exactly node.query.match.index_terms' term set and words, on any text."""
 
 from __future__ import annotations
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from node.index.terms import tweet_terms
+from node.index.terms import tweet_terms, tweet_terms_words
 from node.model import Tweet
 from node.query.match import index_terms
 
@@ -19,5 +19,6 @@ text_st = st.lists(st.one_of(st.text(max_size=8), _PIECES, st.just("w" * 64), st
 @given(text_st, st.text(min_size=1, max_size=5), st.one_of(st.none(), st.text(max_size=3)))
 @example("Loving #Python, @Bob! http://t.co/x #" + "a" * 64 + " #" + "b" * 65, "Bob", "EN")
 def test_same_terms_as_index_terms(text: str, user: str, lang: str | None) -> None:
-    want, _ = index_terms(Tweet(1, 0, user, text, lang=lang))
+    want, words = index_terms(Tweet(1, 0, user, text, lang=lang))
     assert tweet_terms(text, user, lang) == want
+    assert tweet_terms_words(text, user, lang) == (want, list(words))

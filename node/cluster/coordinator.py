@@ -1,0 +1,309 @@
+"""The coordinator every node runs (CONTRACT: any node coordinates). Writes go to the master of the tweet's
+partition, grouped so that a batch costs one call per master; reads ask R replicas of each partition (this node
+first when it holds a copy), merge by version and repair stale copies in the background.
+
+A cluster of one is the same code with every call local. It implements node.coordinator.Coordinator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+import trio
+
+from node.cluster import limits
+from node.cluster.placement import Placement
+from node.cluster.search import run_search
+from node.coordinator import Created, SearchRequest, SearchResult, Trend
+from node.errors import Conflict, InvalidField, MurmurError, NotFound, Unavailable
+from node.ids import IdOutOfRange, SnowflakeGenerator
+from node.model import Tweet, TweetIn, TweetPatch
+from node.replication import messages as m
+from node.replication.quorum import merge_windows, read_set, resolve_tweets
+from node.search_order import order_results
+from node.shard import Record
+from node.trends import rank
+
+log = structlog.get_logger("murmur.coordinator")
+
+POPULAR_POOL = 1000  # popular/mixed rank the newest this-many matches by engagement
+_ERRORS = {c.code: c for c in (Conflict, NotFound, InvalidField, Unavailable)}
+
+
+def _error(res: m.WriteResult) -> MurmurError:
+    cls = _ERRORS.get(res.code or "", MurmurError)
+    e = cls(res.message or res.code or "write failed", res.field)
+    if cls is MurmurError:
+        e.code = res.code or "internal"
+    return e
+
+
+class ClusterCoordinator:
+    def __init__(
+        self,
+        me: str,
+        placement: Placement,
+        r: int,
+        peers: Any,
+        ids: SnowflakeGenerator,
+        clock_ms: Callable[[], int],
+        members: Callable[[], list[dict[str, Any]]],
+        cluster_info: dict[str, Any],
+        repairs: trio.MemorySendChannel[tuple[str, list[Record]]] | None = None,
+    ) -> None:
+        self.me = me
+        self.placement = placement
+        self.r = r
+        self.peers = peers
+        self.ids = ids
+        self.clock_ms = clock_ms
+        self.members = members
+        self.cluster_info = cluster_info
+        self.repairs = repairs
+        self.service: Any = None  # the local NodeService, for health figures
+
+    # ------------------------------------------------------------ helpers
+
+    def _alive(self) -> set[str] | None:
+        live = {mb["name"] for mb in self.members() if mb.get("state") == "up"}
+        return live or None
+
+    async def _gather(self, calls: dict[str, Any]) -> dict[str, Any]:
+        """Send one request per node in parallel; -> answers of the nodes that answered in time."""
+        out: dict[str, Any] = {}
+
+        async def one(node: str, req: Any) -> None:
+            try:
+                out[node] = await self.peers.call(node, req)
+            except MurmurError as e:
+                log.info("call_failed", to=node, request=type(req).__name__, error=e.code)
+
+        async with trio.open_nursery() as n:
+            for node, req in calls.items():
+                n.start_soon(one, node, req)
+        return out
+
+    async def _read(
+        self, keys: list[Any], replicas_of: Callable[[Any], tuple[str, ...]], make: Callable[[list[Any]], Any]
+    ) -> tuple[dict[Any, list[tuple[str, Any, int]]], bool]:
+        """Ask R replicas for each key, batched per node; retry keys short of R on the replicas not yet asked.
+        -> (key -> [(node, response, position of the key in that node's request)], partial)."""
+        alive = self._alive()
+        answers: dict[Any, list[tuple[str, Any, int]]] = {k: [] for k in keys}
+        asked: dict[Any, set[str]] = {k: set() for k in keys}
+        todo = {k: read_set(replicas_of(k), self.r, self.me, alive) for k in keys}
+        for _attempt in range(2):
+            per_node: dict[str, list[Any]] = {}
+            for k, nodes in todo.items():
+                for nd in nodes:
+                    per_node.setdefault(nd, []).append(k)
+                    asked[k].add(nd)
+            got = await self._gather({nd: make(ks) for nd, ks in per_node.items()})
+            for nd, ks in per_node.items():
+                if nd in got:
+                    for pos, k in enumerate(ks):
+                        answers[k].append((nd, got[nd], pos))
+            todo = {}
+            for k in keys:
+                short = self.r - len(answers[k])
+                if short > 0:
+                    spare = [nd for nd in replicas_of(k) if nd not in asked[k]][:short]
+                    if spare:
+                        todo[k] = spare
+            if not todo:
+                break
+        partial = any(len(a) < self.r for a in answers.values())
+        return answers, partial
+
+    # ------------------------------------------------------------ reads
+
+    async def _windows(self, asks: dict[str, tuple[int, int, int]]) -> tuple[dict[str, m.WindowResult], bool]:
+        terms = sorted(asks)
+        answers, partial = await self._read(
+            terms,
+            lambda t: self.placement.term(t)[1],
+            lambda ts: m.WindowReq([m.WindowItem(t, asks[t][0], asks[t][1] or None, asks[t][2]) for t in ts]),
+        )
+        out = {}
+        for t, got in answers.items():
+            if got:
+                out[t] = merge_windows([resp.items[pos] for _nd, resp, pos in got], asks[t][2])
+        return out, partial
+
+    async def _probes(self, asks: dict[str, list[int]]) -> tuple[dict[str, set[int]], bool]:
+        answers, partial = await self._read(
+            sorted(asks), lambda t: self.placement.term(t)[1], lambda ts: m.ProbeReq([m.ProbeItem(t, asks[t]) for t in ts])
+        )
+        out: dict[str, set[int]] = {}
+        for t, got in answers.items():
+            if got:
+                out[t] = set().union(*(resp.present[pos] for _nd, resp, pos in got))
+        return out, partial
+
+    async def _hydrate(self, ids: list[int]) -> tuple[dict[int, Tweet], bool]:
+        """Live tweets by id, newest version of R replicas; stale replicas are repaired in the background."""
+        answers, partial = await self._read(ids, lambda i: self.placement.tweet(i)[1], lambda ks: m.GetReq(ks))
+        per_node: dict[str, m.GetResp] = {}
+        wanted: dict[str, set[int]] = {}
+        for i, got in answers.items():
+            for nd, resp, _pos in got:
+                per_node[nd] = resp
+                wanted.setdefault(nd, set()).add(i)
+        best, repairs = resolve_tweets(per_node, wanted)
+        for nd, recs in repairs.items():
+            self._repair(nd, recs)
+        return {i: b for i, b in best.items() if isinstance(b, Tweet)}, partial
+
+    def _repair(self, node: str, recs: list[Record]) -> None:
+        if self.repairs is None:
+            return
+        try:
+            self.repairs.send_nowait((node, recs))
+        except trio.WouldBlock:
+            pass  # bounded: anti-entropy brings the copy up to date later
+
+    async def get_tweet(self, tweet_id: int) -> Tweet:
+        found, _partial = await self._hydrate([tweet_id])
+        t = found.get(tweet_id)
+        if t is None:
+            raise NotFound(f"no tweet with id {tweet_id}", "id")
+        return t
+
+    async def search(self, req: SearchRequest) -> SearchResult:
+        need = req.count + 1 if req.result_type == "recent" else POPULAR_POOL + 1
+        deadline = time.monotonic() + limits.SEARCH_DEADLINE_S
+        out = await run_search(
+            req.query, need, req.max_id, req.since_id, self._windows, self._probes, self._hydrate, deadline
+        )
+        if req.result_type == "recent":
+            page = out.tweets[: req.count]
+            nxt = page[-1].id - 1 if len(out.tweets) > req.count and page[-1].id > 1 else None
+        else:
+            pool = out.tweets[:POPULAR_POOL]
+            page, nxt = order_results(pool, req.result_type, req.count, len(out.tweets) > POPULAR_POOL)
+        return SearchResult(page, nxt, out.partial, out.stages if req.explain else None)
+
+    async def trends(self, window_s: int, count: int, now_ms: int) -> list[Trend]:
+        nodes = [mb["name"] for mb in self.members()]
+        got = await self._gather({nd: m.TrendsReq(window_s * 1000, now_ms) for nd in nodes})
+        cur: dict[str, int] = {}
+        prev: dict[str, int] = {}
+        for resp in got.values():
+            for tag, c, p in resp.counts:
+                cur[tag] = cur.get(tag, 0) + c
+                prev[tag] = prev.get(tag, 0) + p
+        ranked = rank([(t, c, prev.get(t, 0)) for t, c in cur.items()], count)
+        return [Trend("#" + t, c, s) for t, c, s in ranked]
+
+    # ------------------------------------------------------------ writes
+
+    async def _write(self, ops: list[m.WriteOp]) -> list[m.WriteResult]:
+        """Group by the master of each tweet's partition: one call per master."""
+        by_master: dict[str, list[int]] = {}
+        for k, op in enumerate(ops):
+            by_master.setdefault(self.placement.master_of_tweet(op.id), []).append(k)
+        got = await self._gather({nd: m.WriteReq([ops[k] for k in ks]) for nd, ks in by_master.items()})
+        out: list[m.WriteResult] = [m.WriteResult("error", code="unavailable")] * len(ops)
+        for nd, ks in by_master.items():
+            resp = got.get(nd)
+            for pos, k in enumerate(ks):
+                out[k] = (
+                    resp.results[pos]
+                    if resp is not None
+                    else m.WriteResult("error", code="unavailable", message=f"the master {nd} did not answer")
+                )
+        return out
+
+    def _new_op(self, t: TweetIn, now: int) -> m.CreateOp:
+        if t.id is not None:
+            return m.CreateOp(t, t.id, t.created_at_ms if t.created_at_ms is not None else now, False)
+        try:
+            ident = self.ids.id_for(t.created_at_ms) if t.created_at_ms is not None else self.ids.next_id(now)
+        except IdOutOfRange as e:
+            raise InvalidField(str(e), "created_at") from None
+        return m.CreateOp(t, ident, t.created_at_ms if t.created_at_ms is not None else now, True)
+
+    async def bulk_create(self, items: list[TweetIn]) -> list[Created | MurmurError]:
+        now = self.clock_ms()
+        out: list[Created | MurmurError | None] = [None] * len(items)
+        ops: dict[int, m.CreateOp] = {}
+        for k, t in enumerate(items):
+            try:
+                ops[k] = self._new_op(t, now)
+            except MurmurError as e:
+                out[k] = e
+        # Two lines of one batch with the same client id: the later one is checked after the earlier is stored.
+        for _attempt in range(limits.ID_RETRIES_MAX):
+            if not ops:
+                break
+            first: dict[int, int] = {}
+            now_ops: dict[int, m.CreateOp] = {}
+            for k, op in ops.items():
+                if op.id in first:
+                    continue
+                first[op.id] = k
+                now_ops[k] = op
+            keys = list(now_ops)
+            res = await self._write([now_ops[k] for k in keys])
+            for k, r in zip(keys, res, strict=True):
+                del ops[k]
+                if r.status in ("created", "exists") and r.tweet is not None:
+                    out[k] = Created(r.tweet, r.status == "created")
+                elif r.code == "id_taken":
+                    ops[k] = self._new_op(items[k], now)
+                else:
+                    out[k] = _error(r)
+        for k in ops:
+            out[k] = Unavailable("could not find a free id", "id")
+        return [o if o is not None else Unavailable("not written") for o in out]
+
+    async def create_tweet(self, t: TweetIn) -> Created:
+        (res,) = await self.bulk_create([t])
+        if isinstance(res, MurmurError):
+            raise res
+        return res
+
+    async def patch_tweet(self, tweet_id: int, patch: TweetPatch) -> Tweet:
+        (r,) = await self._write([m.PatchOp(tweet_id, patch)])
+        if r.status != "ok" or r.tweet is None:
+            raise _error(r)
+        return r.tweet
+
+    async def delete_tweet(self, tweet_id: int) -> None:
+        (r,) = await self._write([m.DeleteOp(tweet_id)])
+        if r.status != "ok":
+            raise _error(r)
+
+    # ------------------------------------------------------------ cluster
+
+    def cluster_view(self) -> dict[str, object]:
+        return {**self.cluster_info, "coordinator": self.me, "members": self.members()}
+
+    def health(self) -> dict[str, object]:
+        members = self.members()
+        down = [mb["name"] for mb in members if mb.get("state") != "up"]
+        tweets = len(self.service.shard.tweets) if self.service is not None else 0
+        status = "degraded" if down else "ok"
+        out: dict[str, object] = {"status": status, "node": self.me, "tweets": tweets}
+        if down:
+            out["down"] = down
+        return out
+
+    def metrics_samples(self) -> list[tuple[str, str, dict[str, str], float]]:
+        if self.service is None:
+            return []
+        sh = self.service.shard
+        ix = sh.index
+        return [
+            ("murmur_tweets", "Tweets stored on this node (all partitions it replicates)", {}, float(len(sh.tweets))),
+            ("murmur_tombstones", "Delete tombstones kept on this node", {}, float(len(sh.tombstones))),
+            ("murmur_index_terms", "Distinct terms in the local index", {}, float(ix.terms_count())),
+            ("murmur_index_postings", "Postings in the local index", {}, float(ix.postings_count())),
+            ("murmur_index_bytes", "Estimated memory of the local index", {}, float(ix.memory_bytes())),
+            ("murmur_outbox_pending", "Index work not yet on W copies of its term partitions", {}, float(len(sh.outbox))),
+            ("murmur_replication_lag_records", "Index records not yet acknowledged by W copies", {}, float(len(sh.outbox))),
+            ("murmur_hints_pending", "Hinted-handoff records waiting for a down replica", {}, 0.0),
+        ]

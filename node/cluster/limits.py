@@ -1,0 +1,17 @@
+"""Bounds of the cluster layer, in one place: batch sizes per call, deadlines per call, retries."""
+
+RPC_TIMEOUT_S = 5.0  # one node-to-node call, from send to answer
+APPLY_RECORDS_MAX = 4096  # records in one ApplyReq (bigger batches are split)
+WINDOW_ITEMS_MAX = 256  # terms in one WindowReq / ProbeReq
+PROBE_IDS_MAX = 4096  # ids probed per term per call
+GET_IDS_MAX = 2048  # ids in one GetReq
+WINDOW_LIMIT_MAX = 16384  # ids one window may return
+WRITE_OPS_MAX = 10_000  # ops in one WriteReq (a bulk request's size limit)
+ID_RETRIES_MAX = 16  # a generated id that collides is replaced this many times at most
+OUTBOX_SCAN_INTERVAL_S = 1.0  # the background outbox driver wakes this often
+OUTBOX_BATCH_MAX = 2000  # outbox entries driven per pass
+REPAIRS_IN_FLIGHT_MAX = 64  # read repairs queued at once; more are dropped (anti-entropy catches them later)
+PEER_PING_INTERVAL_S = 1.0  # how often each peer's liveness is checked for /cluster and /health
+SEARCH_ROUNDS_MAX = 64  # window rounds one search may take
+SEARCH_DEADLINE_S = 10.0  # a search that has not finished by then answers what it has, partial=true
+TRENDS_TAGS_MAX = 2000  # hashtags one node reports for /trends

@@ -1,0 +1,377 @@
+"""The node side of the cluster: what a node does for its peers (and for itself, without the network).
+
+Roles: a replica stores records durably and applies them (`apply`); a term partition answers posting windows and
+probes; a tweet partition answers reads (`get`); the master of a tweet partition orders its writes (`write`):
+it checks them against its copy, stamps versions, replicates to the partition's replicas (W acknowledgements),
+then drives the index work (the outbox) to W replicas of every term partition before it answers. The outbox
+is durable with the tweet, so work interrupted by a crash is finished by the background driver after restart.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import msgspec
+import structlog
+import trio
+
+from node.cluster import limits
+from node.cluster.placement import Placement
+from node.errors import Conflict, MurmurError, NotFound, Unavailable
+from node.model import Tweet, same_content
+from node.query.ast import Term
+from node.query.match import index_terms
+from node.replication import messages as m
+from node.shard import (
+    SEQ_MASK,
+    DeleteTweet,
+    OutboxDone,
+    OutboxEntry,
+    PostingOps,
+    PutTweet,
+    Record,
+    Shard,
+    encode_record,
+    make_version,
+)
+from node.text.analyzer import analyse
+from node.trends import TrendCounter
+
+log = structlog.get_logger("murmur.service")
+
+
+class Log(Protocol):
+    async def append(self, payloads: list[bytes]) -> int: ...
+
+
+class Caller(Protocol):
+    async def call(self, node: str, req: Any, timeout_s: float = limits.RPC_TIMEOUT_S) -> Any: ...
+
+
+class NodeService:
+    def __init__(
+        self,
+        me: str,
+        shard: Shard,
+        wal: Log,
+        placement: Placement,
+        w: int,
+        clock_ms: Callable[[], int],
+        epoch: int = 1,
+    ) -> None:
+        self.me = me
+        self.shard = shard
+        self.wal = wal
+        self.placement = placement
+        self.w = w
+        self.clock_ms = clock_ms
+        self.epoch = epoch
+        self.peers: Caller | None = None  # set by the node once its peer pool is open
+        self._seq = shard.max_version & SEQ_MASK
+        self.trends = TrendCounter()
+        self._driving: dict[int, trio.Event] = {}  # outbox entries being driven now -> set when that ends
+        self._writing: set[int] = set()  # tweets of writes in flight: their own write drives their outbox
+        now = clock_ms()
+        for t in shard.tweets.values():
+            if placement.master_of_tweet(t.id) == me:
+                self.trends.add(t.hashtags, t.created_at_ms, now)
+
+    # ------------------------------------------------------------ dispatch
+
+    async def handle(self, req: Any, peer: str) -> Any:
+        if isinstance(req, m.ApplyReq):
+            return m.ApplyResp(await self.apply(req.records))
+        if isinstance(req, m.WindowReq):
+            return m.WindowResp(self.window(req.items))
+        if isinstance(req, m.ProbeReq):
+            return m.ProbeResp(self.probe(req.items))
+        if isinstance(req, m.GetReq):
+            return self.get(req.ids)
+        if isinstance(req, m.WriteReq):
+            return m.WriteResp(await self.write(req.ops))
+        if isinstance(req, m.TrendsReq):
+            return m.TrendsResp(self.trends.counts(req.window_ms, req.now_ms, limits.TRENDS_TAGS_MAX))
+        if isinstance(req, m.PingReq):
+            return m.PingResp(self.me, len(self.shard.tweets))
+        raise MurmurError(f"unexpected message {type(req).__name__}")
+
+    # ------------------------------------------------------------ replica role
+
+    async def apply(self, records: list[Record]) -> int:
+        """Apply, then make durable; the caller's acknowledgement follows the WAL's."""
+        if len(records) > limits.APPLY_RECORDS_MAX:
+            raise MurmurError("too many records in one apply")
+        now = self.clock_ms()
+        changed = 0
+        for r in records:
+            changed += self._apply_one(r, now)
+        await self.wal.append([encode_record(r) for r in records])
+        return changed
+
+    def _apply_one(self, r: Record, now: int) -> bool:
+        sh = self.shard
+        if isinstance(r, PutTweet):
+            fresh = sh.version_of(r.tweet.id) == 0
+            ok = sh.apply(r)
+            if ok and fresh and self.placement.master_of_tweet(r.tweet.id) == self.me:
+                self.trends.add(r.tweet.hashtags, r.tweet.created_at_ms, now)
+            return ok
+        if isinstance(r, DeleteTweet):
+            old = sh.tweets.get(r.id)
+            ok = sh.apply(r)
+            if ok and old is not None and self.placement.master_of_tweet(r.id) == self.me:
+                self.trends.add(old.hashtags, old.created_at_ms, now, delta=-1)
+            return ok
+        return sh.apply(r)
+
+    # ------------------------------------------------------------ reads
+
+    def window(self, items: list[m.WindowItem]) -> list[m.WindowResult]:
+        if len(items) > limits.WINDOW_ITEMS_MAX:
+            raise MurmurError("too many terms in one window request")
+        ix = self.shard.index
+        out = []
+        for it in items:
+            limit = max(1, min(it.limit, limits.WINDOW_LIMIT_MAX))
+            ids = list(itertools.islice(ix.iter_newest(Term(it.term), it.max_id, it.since_id), limit + 1))
+            exhausted = len(ids) <= limit
+            out.append(m.WindowResult(ids[:limit], exhausted, ix.df(it.term)))
+        return out
+
+    def probe(self, items: list[m.ProbeItem]) -> list[list[int]]:
+        if len(items) > limits.WINDOW_ITEMS_MAX:
+            raise MurmurError("too many terms in one probe request")
+        ix = self.shard.index
+        out = []
+        for it in items:
+            root = Term(it.term)
+            present = []
+            for i in it.ids[: limits.PROBE_IDS_MAX]:
+                if next(ix.iter_newest(root, i, i - 1), None) == i:
+                    present.append(i)
+            out.append(present)
+        return out
+
+    def get(self, ids: list[int]) -> m.GetResp:
+        if len(ids) > limits.GET_IDS_MAX:
+            raise MurmurError("too many ids in one get")
+        tw, tb = self.shard.tweets, self.shard.tombstones
+        found = [tw[i] for i in ids if i in tw]
+        gone = [tb[i] for i in ids if i in tb]
+        return m.GetResp(found, gone)
+
+    # ------------------------------------------------------------ master role
+
+    def _next_version(self, current: int) -> int:
+        self._seq = max(self._seq, current & SEQ_MASK if current >> 40 == self.epoch else 0) + 1
+        return make_version(self.epoch, self._seq)
+
+    def _prepare(self, op: m.WriteOp, now: int) -> tuple[Record | None, m.WriteResult | None]:
+        """Check one write against this master's copy. -> (record to replicate, or None; a final result, or None)."""
+        sh = self.shard
+        if isinstance(op, m.CreateOp):
+            if self.placement.master_of_tweet(op.id) != self.me:
+                raise MurmurError(f"{self.me} is not the master of tweet {op.id}")
+            if op.id in sh.tombstones:
+                if op.generated:
+                    return None, m.WriteResult("error", code="id_taken")
+                raise Conflict(f"tweet {op.id} was deleted; its id cannot be used again", "id")
+            old = sh.tweets.get(op.id)
+            if old is not None:
+                if same_content(old, op.tweet) and not op.generated:
+                    return PutTweet(old, tuple(sorted(index_terms(old)[0]))), m.WriteResult("exists", old)
+                if op.generated:
+                    return None, m.WriteResult("error", code="id_taken")
+                raise Conflict(f"tweet {op.id} exists with other content", "id")
+            t = op.tweet
+            a = analyse(t.text)
+            tweet = Tweet(
+                id=op.id,
+                created_at_ms=op.created_at_ms,
+                user=t.user,
+                text=t.text,
+                hashtags=a.hashtags,
+                mentions=a.mentions,
+                reply_to=t.reply_to,
+                lang=t.lang,
+                geo=t.geo,
+                likes=t.likes or 0,
+                retweets=t.retweets or 0,
+                version=self._next_version(0),
+            )
+            return PutTweet(tweet, tuple(sorted(index_terms(tweet)[0]))), m.WriteResult("created", tweet)
+        old = sh.tweets.get(op.id)
+        if old is None:
+            raise NotFound(f"no tweet with id {op.id}", "id")
+        if isinstance(op, m.DeleteOp):
+            rec = DeleteTweet(op.id, self._next_version(old.version), now, tuple(sorted(index_terms(old)[0])))
+            return rec, m.WriteResult("ok")
+        p = op.patch
+        changes: dict[str, Any] = {}
+        if p.text is not None and p.text != old.text:
+            a = analyse(p.text)
+            changes.update(text=p.text, hashtags=a.hashtags, mentions=a.mentions, edited_at_ms=now)
+        if p.likes is not None and p.likes != old.likes:
+            changes["likes"] = p.likes
+        if p.retweets is not None and p.retweets != old.retweets:
+            changes["retweets"] = p.retweets
+        if not changes:
+            return PutTweet(old, tuple(sorted(index_terms(old)[0]))), m.WriteResult("ok", old)
+        new = msgspec.structs.replace(old, version=self._next_version(old.version), **changes)
+        new_terms = index_terms(new)[0]
+        gone = index_terms(old)[0] - new_terms
+        return PutTweet(new, tuple(sorted(new_terms)), tuple(sorted(gone))), m.WriteResult("ok", new)
+
+    async def write(self, ops: list[m.WriteOp]) -> list[m.WriteResult]:
+        if len(ops) > limits.WRITE_OPS_MAX:
+            raise MurmurError("too many writes in one request")
+        now = self.clock_ms()
+        results: list[m.WriteResult | None] = [None] * len(ops)
+        pending: list[tuple[int, Record]] = []
+        for i, op in enumerate(ops):
+            try:
+                rec, res = self._prepare(op, now)
+            except MurmurError as e:
+                results[i] = m.WriteResult("error", code=e.code, message=e.message, field=e.field)
+                continue
+            results[i] = res
+            if rec is not None:
+                self._apply_one(rec, now)  # visible to the next op's checks before any await
+                pending.append((i, rec))
+        mine = {_rec_id(r) for _, r in pending} - self._writing
+        self._writing |= mine
+        try:
+            acked = await self.replicate(pending)
+            ids = {_rec_id(r) for i, r in pending if i in acked}
+            indexed = await self.drive_outbox(ids)
+        finally:
+            self._writing -= mine
+        for i, rec in pending:
+            tid = _rec_id(rec)
+            if i not in acked or (tid in self.shard.outbox and tid not in indexed):
+                results[i] = m.WriteResult(
+                    "error", code="unavailable", message=f"tweet {tid}: fewer than W={self.w} copies answered"
+                )
+        return [r if r is not None else m.WriteResult("error", code="internal") for r in results]
+
+    async def replicate(self, items: list[tuple[int, Record]]) -> set[int]:
+        """Send each record to every replica of its tweet partition (this node included); -> keys acked by W."""
+        by_node: dict[str, list[tuple[int, Record]]] = {}
+        for key, rec in items:
+            for node in self.placement.tweet(_rec_id(rec))[1]:
+                by_node.setdefault(node, []).append((key, rec))
+        acks: dict[int, int] = {}
+        await self._fan_out(by_node, acks)
+        return {k for k, c in acks.items() if c >= self.w}
+
+    async def _fan_out(self, by_node: dict[str, list[tuple[int, Record]]], acks: dict[int, int]) -> None:
+        async def send(node: str, batch: list[tuple[int, Record]]) -> None:
+            try:
+                if node == self.me:
+                    await self.apply([r for _, r in batch])
+                else:
+                    assert self.peers is not None
+                    await self.peers.call(node, m.ApplyReq([r for _, r in batch]))
+            except MurmurError as e:
+                log.warning("replicate_failed", to=node, records=len(batch), error=e.code)
+                return
+            for k, _ in batch:
+                acks[k] = acks.get(k, 0) + 1
+
+        async with trio.open_nursery() as n:
+            for node, items in by_node.items():
+                for start in range(0, len(items), limits.APPLY_RECORDS_MAX):
+                    n.start_soon(send, node, items[start : start + limits.APPLY_RECORDS_MAX])
+
+    async def drive_outbox(self, tweet_ids: set[int]) -> set[int]:
+        """Bring the index work of these tweets to W replicas of each term partition. -> ids now done.
+        Entries another task is driving are waited for (bounded by the RPC deadline), not driven twice."""
+        others = [self._driving[i] for i in tweet_ids if i in self._driving]
+        entries = [self.shard.outbox[i] for i in tweet_ids if i in self.shard.outbox and i not in self._driving]
+        done_ids = await self._drive(entries) if entries else set()
+        with trio.move_on_after(limits.RPC_TIMEOUT_S):
+            for ev in others:
+                await ev.wait()
+        return done_ids | {i for i in tweet_ids if i not in self.shard.outbox}
+
+    async def _drive(self, entries: list[OutboxEntry]) -> set[int]:
+        ev = trio.Event()
+        for e in entries:
+            self._driving[e.tweet_id] = ev
+        try:
+            by_node: dict[str, list[tuple[int, Record]]] = {}
+            for k, e in enumerate(entries):
+                adds, rems = set(e.add), set(e.remove)
+                for node, terms in self.placement.terms_by_node(itertools.chain(e.add, e.remove)).items():
+                    op = PostingOps(
+                        e.tweet_id, e.version, tuple(t for t in terms if t in adds), tuple(t for t in terms if t in rems)
+                    )
+                    by_node.setdefault(node, []).append((k, op))
+            acked_by: dict[int, set[str]] = {}
+
+            async def send(node: str, batch: list[tuple[int, Record]]) -> None:
+                try:
+                    if node == self.me:
+                        await self.apply([r for _, r in batch])
+                    else:
+                        assert self.peers is not None
+                        await self.peers.call(node, m.ApplyReq([r for _, r in batch]))
+                except MurmurError as err:
+                    log.warning("index_failed", to=node, records=len(batch), error=err.code)
+                    return
+                for k, _ in batch:
+                    acked_by.setdefault(k, set()).add(node)
+
+            async with trio.open_nursery() as n:
+                for node, items in by_node.items():
+                    for start in range(0, len(items), limits.APPLY_RECORDS_MAX):
+                        n.start_soon(send, node, items[start : start + limits.APPLY_RECORDS_MAX])
+            done: list[OutboxEntry] = []
+            for k, e in enumerate(entries):
+                got = acked_by.get(k, set())
+                if all(
+                    sum(1 for r in self.placement.term(t)[1] if r in got) >= self.w for t in (*e.add, *e.remove)
+                ):
+                    done.append(e)
+            if done:
+                await self._finish(done)
+            return {e.tweet_id for e in done}
+        finally:
+            for e in entries:
+                del self._driving[e.tweet_id]
+            ev.set()
+
+    async def _finish(self, done: list[OutboxEntry]) -> None:
+        """Record OutboxDone here, durably, and tell the other replicas of each tweet (best effort)."""
+        recs = [OutboxDone(e.tweet_id, e.version) for e in done]
+        by_node: dict[str, list[tuple[int, Record]]] = {}
+        for k, r in enumerate(recs):
+            for node in self.placement.tweet(r.tweet_id)[1]:
+                by_node.setdefault(node, []).append((k, r))
+        await self._fan_out(by_node, {})
+
+    async def outbox_loop(self) -> None:
+        """Finish index work left over (a crash mid-write, or W not reached then) for partitions mastered here."""
+        while True:
+            await trio.sleep(limits.OUTBOX_SCAN_INTERVAL_S)
+            mine = [
+                i
+                for i in itertools.islice(self.shard.outbox, limits.OUTBOX_BATCH_MAX * 4)
+                if i not in self._driving and i not in self._writing and self.placement.master_of_tweet(i) == self.me
+            ][: limits.OUTBOX_BATCH_MAX]
+            if mine:
+                try:
+                    done = await self.drive_outbox(set(mine))
+                    log.info("outbox_driven", entries=len(mine), done=len(done))
+                except Unavailable:
+                    pass
+
+
+def _rec_id(r: Record) -> int:
+    if isinstance(r, PutTweet):
+        return r.tweet.id
+    if isinstance(r, DeleteTweet):
+        return r.id
+    return r.tweet_id

@@ -1,0 +1,135 @@
+"""Wire messages between nodes for replication, postings and tweet reads (msgspec msgpack over node.transport).
+
+Tag values are protocol: append, never renumber. Every list here is bounded by its sender (batch limits in
+node/cluster/limits.py) and checked by the receiver.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from node.model import Tweet, TweetIn, TweetPatch
+from node.shard import DeleteTweet, Record
+
+
+class ApplyReq(msgspec.Struct, frozen=True, tag=1, array_like=True):
+    """Store these records durably (WAL) and apply them; the answer means they are on disk per the fsync policy."""
+
+    records: list[Record]
+
+
+class ApplyResp(msgspec.Struct, frozen=True, tag=2, array_like=True):
+    applied: int
+
+
+class WindowItem(msgspec.Struct, frozen=True, array_like=True):
+    term: str
+    max_id: int | None  # inclusive
+    since_id: int | None  # exclusive
+    limit: int
+
+
+class WindowResult(msgspec.Struct, frozen=True, array_like=True):
+    ids: list[int]  # newest first, at most `limit`
+    exhausted: bool  # no more ids below the last one (within since_id)
+    df: int  # the term's whole posting count here
+
+
+class WindowReq(msgspec.Struct, frozen=True, tag=3, array_like=True):
+    items: list[WindowItem]
+
+
+class WindowResp(msgspec.Struct, frozen=True, tag=4, array_like=True):
+    items: list[WindowResult]
+
+
+class ProbeItem(msgspec.Struct, frozen=True, array_like=True):
+    term: str
+    ids: list[int]
+
+
+class ProbeReq(msgspec.Struct, frozen=True, tag=5, array_like=True):
+    items: list[ProbeItem]
+
+
+class ProbeResp(msgspec.Struct, frozen=True, tag=6, array_like=True):
+    present: list[list[int]]  # per item: the ids that have the term
+
+
+class GetReq(msgspec.Struct, frozen=True, tag=7, array_like=True):
+    ids: list[int]
+
+
+class GetResp(msgspec.Struct, frozen=True, tag=8, array_like=True):
+    tweets: list[Tweet]
+    tombstones: list[DeleteTweet]
+
+
+class CreateOp(msgspec.Struct, frozen=True, tag=9, array_like=True):
+    tweet: TweetIn
+    id: int  # chosen by the coordinator (the client's, or a Snowflake)
+    created_at_ms: int
+    generated: bool  # the id was generated: on a collision the master answers `id_taken`
+
+
+class PatchOp(msgspec.Struct, frozen=True, tag=10, array_like=True):
+    id: int
+    patch: TweetPatch
+
+
+class DeleteOp(msgspec.Struct, frozen=True, tag=11, array_like=True):
+    id: int
+
+
+WriteOp = CreateOp | PatchOp | DeleteOp
+
+
+class WriteReq(msgspec.Struct, frozen=True, tag=12, array_like=True):
+    ops: list[WriteOp]
+
+
+class WriteResult(msgspec.Struct, frozen=True, array_like=True):
+    status: str  # "created" | "exists" | "ok" | "error"
+    tweet: Tweet | None = None
+    code: str | None = None  # error code (node.errors), or "id_taken"
+    message: str | None = None
+    field: str | None = None
+
+
+class WriteResp(msgspec.Struct, frozen=True, tag=13, array_like=True):
+    results: list[WriteResult]
+
+
+class TrendsReq(msgspec.Struct, frozen=True, tag=14, array_like=True):
+    window_ms: int
+    now_ms: int
+
+
+class TrendsResp(msgspec.Struct, frozen=True, tag=15, array_like=True):
+    counts: list[tuple[str, int, int]]  # (hashtag, count in the window, count in the window before)
+
+
+class PingReq(msgspec.Struct, frozen=True, tag=16, array_like=True):
+    pass
+
+
+class PingResp(msgspec.Struct, frozen=True, tag=17, array_like=True):
+    node: str
+    tweets: int
+
+
+Message = (
+    ApplyReq | ApplyResp | WindowReq | WindowResp | ProbeReq | ProbeResp | GetReq | GetResp | WriteReq | WriteResp
+    | TrendsReq | TrendsResp | PingReq | PingResp
+)
+
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder(Message)
+
+
+def encode(m: Message) -> bytes:
+    return _enc.encode(m)
+
+
+def decode(b: bytes) -> Message:
+    return _dec.decode(b)
