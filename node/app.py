@@ -135,7 +135,7 @@ async def run_node(cfg: Config, name: str, *, task_status: trio.TaskStatus[int] 
                             "gossip": f"{n.host}:{n.gossip_port}",
                             "ring_share": round(shares.get(n.name, 0.0), 4),
                             "partitions": {"replicated": held[n.name], "total": len(ring.partitions())},
-                            **({"tweets": len(shard.tweets)} if n.name == name else {}),
+                            "tweets": len(shard.tweets) if n.name == name else peers.tweets.get(n.name),
                         }
                         for n in cfg.nodes
                     ]

@@ -25,6 +25,7 @@ class Peers:
         self.pool = pool
         self.addrs = addrs
         self.state: dict[str, str] = {n: ("up" if n == me else "unknown") for n in addrs}
+        self.tweets: dict[str, int] = {}  # tweets each peer held at its last ping
 
     async def call(self, node: str, req: Any, timeout_s: float = limits.RPC_TIMEOUT_S) -> Any:
         if node == self.me:
@@ -54,7 +55,8 @@ class Peers:
 
     async def _ping(self, node: str) -> None:
         try:
-            await self.call(node, m.PingReq(), timeout_s=limits.PEER_PING_INTERVAL_S)
+            resp = await self.call(node, m.PingReq(), timeout_s=limits.PEER_PING_INTERVAL_S)
+            self.tweets[node] = resp.tweets
             state = "up"
         except MurmurError:
             state = "down"

@@ -105,10 +105,12 @@ async def run_search(
         floor = max((st[t].floor for t in dterms), default=lo + 1)
         floor = max(floor, lo + 1)
         cands = sorted({i for t in dterms for i in st[t].ids if floor <= i <= top} - seen, reverse=True)
-        for start in range(0, len(cands), CHUNK):
+        start, size = 0, max(8, need - len(results))  # the first batch is what the page needs; later ones grow
+        while start < len(cands):
             if time.monotonic() > deadline:
                 return Outcome(results[:need], True, stages)
-            chunk = cands[start : start + CHUNK]
+            chunk = cands[start : start + size]
+            start, size = start + size, min(CHUNK, size * 2)
             seen.update(chunk)
             known: dict[str, set[int]] = {}
             ask: dict[str, list[int]] = {}

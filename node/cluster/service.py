@@ -356,17 +356,23 @@ class NodeService:
         """Finish index work left over (a crash mid-write, or W not reached then) for partitions mastered here."""
         while True:
             await trio.sleep(limits.OUTBOX_SCAN_INTERVAL_S)
-            mine = [
-                i
-                for i in itertools.islice(self.shard.outbox, limits.OUTBOX_BATCH_MAX * 4)
-                if i not in self._driving and i not in self._writing and self.placement.master_of_tweet(i) == self.me
-            ][: limits.OUTBOX_BATCH_MAX]
-            if mine:
-                try:
-                    done = await self.drive_outbox(set(mine))
-                    log.info("outbox_driven", entries=len(mine), done=len(done))
-                except Unavailable:
-                    pass
+            await self.drive_pending()
+
+    async def drive_pending(self) -> int:
+        """One pass of the outbox driver. -> entries completed."""
+        mine = [
+            i
+            for i in itertools.islice(self.shard.outbox, limits.OUTBOX_BATCH_MAX * 4)
+            if i not in self._driving and i not in self._writing and self.placement.master_of_tweet(i) == self.me
+        ][: limits.OUTBOX_BATCH_MAX]
+        if not mine:
+            return 0
+        try:
+            done = await self.drive_outbox(set(mine))
+        except Unavailable:
+            return 0
+        log.info("outbox_driven", entries=len(mine), done=len(done))
+        return len(done)
 
 
 def _rec_id(r: Record) -> int:
