@@ -24,6 +24,7 @@ from node.model import Tweet, same_content
 from node.query.ast import Term
 from node.query.match import index_terms
 from node.replication import messages as m
+from node.replication.quorum import partitions_acked
 from node.shard import (
     SEQ_MASK,
     DeleteTweet,
@@ -331,9 +332,8 @@ class NodeService:
             done: list[OutboxEntry] = []
             for k, e in enumerate(entries):
                 got = acked_by.get(k, set())
-                if all(
-                    sum(1 for r in self.placement.term(t)[1] if r in got) >= self.w for t in (*e.add, *e.remove)
-                ):
+                acks = {p: got.intersection(reps) for p, reps in map(self.placement.term, (*e.add, *e.remove))}
+                if partitions_acked(acks, acks, self.w):
                     done.append(e)
             if done:
                 await self._finish(done)
