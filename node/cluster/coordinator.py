@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -16,11 +17,12 @@ import trio
 
 from node.cluster import limits
 from node.cluster.placement import Placement
-from node.cluster.search import run_search
+from node.cluster.search import run_pushdown, run_search
 from node.coordinator import Created, SearchRequest, SearchResult, Trend
 from node.errors import Conflict, InvalidField, MurmurError, NotFound, Unavailable
 from node.ids import IdOutOfRange, SnowflakeGenerator
 from node.model import Tweet, TweetIn, TweetPatch
+from node.query.ast import Query, terms_of
 from node.replication import messages as m
 from node.replication.quorum import merge_windows, read_set, resolve_tweets
 from node.search_order import order_results
@@ -120,7 +122,9 @@ class ClusterCoordinator:
 
     # ------------------------------------------------------------ reads
 
-    async def _windows(self, asks: dict[str, tuple[int, int, int]]) -> tuple[dict[str, m.WindowResult], bool]:
+    async def _windows(
+        self, asks: dict[str, tuple[int, int, int]]
+    ) -> tuple[dict[str, m.WindowResult], bool, bool]:
         terms = sorted(asks)
         answers, partial = await self._read(
             terms,
@@ -128,20 +132,54 @@ class ClusterCoordinator:
             lambda ts: m.WindowReq([m.WindowItem(t, asks[t][0], asks[t][1] or None, asks[t][2]) for t in ts]),
         )
         out = {}
+        disagree = False
         for t, got in answers.items():
             if got:
-                out[t] = merge_windows([resp.items[pos] for _nd, resp, pos in got], asks[t][2])
-        return out, partial
+                out[t], differ = merge_windows([resp.items[pos] for _nd, resp, pos in got], asks[t][2])
+                disagree = disagree or differ
+        return out, partial, disagree
 
-    async def _probes(self, asks: dict[str, list[int]]) -> tuple[dict[str, set[int]], bool]:
+    async def _probes(self, asks: dict[str, list[int]]) -> tuple[dict[str, set[int]], bool, bool]:
         answers, partial = await self._read(
             sorted(asks), lambda t: self.placement.term(t)[1], lambda ts: m.ProbeReq([m.ProbeItem(t, asks[t]) for t in ts])
         )
         out: dict[str, set[int]] = {}
+        disagree = False
         for t, got in answers.items():
             if got:
-                out[t] = set().union(*(resp.present[pos] for _nd, resp, pos in got))
-        return out, partial
+                sets = [set(resp.present[pos]) for _nd, resp, pos in got]
+                out[t] = set().union(*sets)
+                disagree = disagree or any(x != sets[0] for x in sets[1:])
+        return out, partial, disagree
+
+    def _holders(self, terms: set[str]) -> list[str]:
+        """Nodes that replicate the partition of every one of `terms`, in preference of this node first."""
+        common: set[str] | None = None
+        for t in terms:
+            reps = set(self.placement.term(t)[1])
+            common = reps if common is None else common & reps
+            if not common:
+                return []
+        nodes = sorted(common or (), key=lambda n: (n != self.me, n))
+        alive = self._alive()
+        return [n for n in nodes if alive is None or n in alive]
+
+    async def _pushdown(
+        self, q: Query, holders: list[str], hi: int, lo: int, limit: int
+    ) -> tuple[m.WindowResult | None, bool, bool]:
+        """Ask R holders to evaluate the whole query; a holder that fails is replaced by a spare one."""
+        answers: list[m.WindowResult] = []
+        todo, spare = holders[: self.r], holders[self.r :]
+        while todo and len(answers) < self.r:
+            req = m.QueryReq(q.root, hi, lo or None, limit)
+            got = await self._gather(dict.fromkeys(todo, req))
+            answers.extend(resp.result for resp in got.values())
+            need = self.r - len(answers)
+            todo, spare = spare[:need], spare[need:]
+        if len(answers) < self.r:
+            return None, True, False
+        merged, disagree = merge_windows(answers, limit)
+        return merged, False, disagree
 
     async def _hydrate(self, ids: list[int]) -> tuple[dict[int, Tweet], bool]:
         """Live tweets by id, newest version of R replicas; stale replicas are repaired in the background."""
@@ -175,9 +213,15 @@ class ClusterCoordinator:
     async def search(self, req: SearchRequest) -> SearchResult:
         need = req.count + 1 if req.result_type == "recent" else POPULAR_POOL + 1
         deadline = time.monotonic() + limits.SEARCH_DEADLINE_S
-        out = await run_search(
-            req.query, need, req.max_id, req.since_id, self._windows, self._probes, self._hydrate, deadline
-        )
+        q = req.query
+        out = None
+        holders = self._holders(terms_of(q.root))
+        if len(holders) >= self.r:
+            out = await run_pushdown(
+                q, need, req.max_id, req.since_id, partial(self._pushdown, q, holders), self._hydrate, deadline
+            )
+        if out is None:
+            out = await run_search(q, need, req.max_id, req.since_id, self._windows, self._probes, self._hydrate, deadline)
         if req.result_type == "recent":
             page = out.tweets[: req.count]
             nxt = page[-1].id - 1 if len(out.tweets) > req.count and page[-1].id > 1 else None

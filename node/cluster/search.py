@@ -22,9 +22,13 @@ from node.replication.messages import WindowResult
 
 ID_MAX = 2**64 - 1
 CHUNK = 512  # candidates probed and hydrated per batch
+WINDOW_MIN = 128  # the first window of each driving term (it grows x4 per round)
+PUSHDOWN_WINDOW_MIN = 16  # the first window of a pushed-down query
 
-Windows = Callable[[dict[str, tuple[int, int, int]]], Awaitable[tuple[dict[str, WindowResult], bool]]]
-Probes = Callable[[dict[str, list[int]]], Awaitable[tuple[dict[str, set[int]], bool]]]
+# Fetchers return (answer, partial: some partition had fewer than R answers, disagree: its replicas differed).
+Windows = Callable[[dict[str, tuple[int, int, int]]], Awaitable[tuple[dict[str, WindowResult], bool, bool]]]
+Probes = Callable[[dict[str, list[int]]], Awaitable[tuple[dict[str, set[int]], bool, bool]]]
+Pushdown = Callable[[int, int, int], Awaitable[tuple[WindowResult | None, bool, bool]]]
 Hydrate = Callable[[list[int]], Awaitable[tuple[dict[int, Tweet], bool]]]
 
 
@@ -66,20 +70,23 @@ async def run_search(
     if hi <= lo:
         return Outcome([], False, stages)
     partial = False
+    # Candidates are checked against the tweet itself when the postings cannot decide (phrases, filters) or when
+    # R replicas of a term disagreed (one may hold a posting an acknowledged edit removed on the others).
+    verify = q.needs_tweet()
     pos = positive_terms(q.root)
     st: dict[str, _TermState] = {t: _TermState() for t in pos}
-    first = max(2 * need, 128)
+    first = max(2 * need, WINDOW_MIN)
 
     async def fetch(terms: list[str]) -> None:
-        nonlocal partial
+        nonlocal partial, verify
         t0 = time.perf_counter()
         asks = {}
         for t in terms:
             s = st[t]
             s.limit = min(limits.WINDOW_LIMIT_MAX, max(first, s.limit * 4))
             asks[t] = (min(hi, s.floor - 1) if s.ids else hi, lo, s.limit)
-        got, part = await windows(asks)
-        partial = partial or part
+        got, part, disagree = await windows(asks)
+        partial, verify = partial or part, verify or disagree
         for t, r in got.items():
             s = st[t]
             s.ids.extend(r.ids)
@@ -122,8 +129,8 @@ async def run_search(
                     ask[t] = chunk
             if ask:
                 t0 = time.perf_counter()
-                got, part = await probes(ask)
-                partial = partial or part
+                got, part, disagree = await probes(ask)
+                partial, verify = partial or part, verify or disagree
                 known.update(got)
                 lap("probes", t0)
             sets = {t: st[t].members for t in dterms}
@@ -138,7 +145,7 @@ async def run_search(
             t0 = time.perf_counter()
             for i in survivors:
                 tw = tweets.get(i)
-                if tw is not None and matches(q, tw):
+                if tw is not None and (not verify or matches(q, tw)):
                     results.append(tw)
             lap("verify", t0)
             if len(results) >= need:
@@ -155,3 +162,55 @@ async def run_search(
 def _member(sets: dict[str, set[int]], i: int) -> Callable[[str], bool]:
     empty: set[int] = set()
     return lambda term: i in sets.get(term, empty)
+
+
+async def run_pushdown(
+    q: Query,
+    need: int,
+    max_id: int | None,
+    since_id: int | None,
+    pushdown: Pushdown,
+    hydrate: Hydrate,
+    deadline: float,
+) -> Outcome | None:
+    """The same answer as run_search, when R replicas each hold every term of the query: each evaluates the whole
+    query on its own index (fast local AND/OR/NOT), the windows merge, and the ids are hydrated. None when no R
+    holders answered (the caller falls back to run_search)."""
+    stages: dict[str, float] = {}
+    hi = ID_MAX if max_id is None else max_id
+    lo = 0 if since_id is None else since_id
+    if hi <= lo:
+        return Outcome([], False, stages)
+    verify = q.needs_tweet()
+    partial = False
+    limit = max(need + need // 2, PUSHDOWN_WINDOW_MIN)
+    results: list[Tweet] = []
+    for _round in range(limits.SEARCH_ROUNDS_MAX):
+        t0 = time.perf_counter()
+        res, part, disagree = await pushdown(hi, lo, limit)
+        stages["query"] = round(stages.get("query", 0.0) + (time.perf_counter() - t0) * 1000, 3)
+        if res is None:
+            return None
+        partial, verify = partial or part, verify or disagree
+        ids = res.ids
+        start, size = 0, max(8, need - len(results))
+        while start < len(ids):
+            if time.monotonic() > deadline:
+                return Outcome(results[:need], True, stages)
+            chunk = ids[start : start + size]
+            start, size = start + size, min(CHUNK, size * 2)
+            t0 = time.perf_counter()
+            tweets, part = await hydrate(chunk)
+            partial = partial or part
+            stages["hydrate"] = round(stages.get("hydrate", 0.0) + (time.perf_counter() - t0) * 1000, 3)
+            for i in chunk:
+                tw = tweets.get(i)
+                if tw is not None and (not verify or matches(q, tw)):
+                    results.append(tw)
+            if len(results) >= need:
+                return Outcome(results[:need], partial, stages)
+        if res.exhausted or not ids or ids[-1] - 1 <= lo:
+            return Outcome(results, partial, stages)
+        hi = ids[-1] - 1
+        limit = min(limits.WINDOW_LIMIT_MAX, limit * 4)
+    return Outcome(results, True, stages)

@@ -94,6 +94,8 @@ class NodeService:
             return m.WriteResp(await self.write(req.ops))
         if isinstance(req, m.TrendsReq):
             return m.TrendsResp(self.trends.counts(req.window_ms, req.now_ms, limits.TRENDS_TAGS_MAX))
+        if isinstance(req, m.QueryReq):
+            return m.QueryResp(self.query(req))
         if isinstance(req, m.PingReq):
             return m.PingResp(self.me, len(self.shard.tweets))
         raise MurmurError(f"unexpected message {type(req).__name__}")
@@ -140,6 +142,12 @@ class NodeService:
             exhausted = len(ids) <= limit
             out.append(m.WindowResult(ids[:limit], exhausted, ix.df(it.term)))
         return out
+
+    def query(self, req: m.QueryReq) -> m.WindowResult:
+        limit = max(1, min(req.limit, limits.WINDOW_LIMIT_MAX))
+        it = self.shard.index.iter_newest(req.root, req.max_id, req.since_id)
+        ids = list(itertools.islice(it, limit + 1))
+        return m.WindowResult(ids[:limit], len(ids) <= limit, 0)
 
     def probe(self, items: list[m.ProbeItem]) -> list[list[int]]:
         if len(items) > limits.WINDOW_ITEMS_MAX:

@@ -19,6 +19,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 
+import numpy as np
+
 from node.query.ast import And, Node, Or, Phrase, Term
 
 Lookup = Callable[[str], "array | None"]
@@ -226,8 +228,8 @@ def _and_terms_desc(pos: list[array], neg: list[array], lo: int, hi: int) -> Ite
     """The AND of plain term lists (pos rarest first) minus the neg lists, largest first: the common case.
     The rarest list drives, in chunks from its high end that double in size (a top-100 rarely needs more than
     the first one or two). Each other list only matters between the chunk's smallest and largest value: where
-    that slice is short it is intersected as a set (C speed), where it is long each candidate is probed by a
-    bisect (a leap over the long list). Excluded lists are subtracted the same way."""
+    that slice is short it is intersected as a set (C speed), where it is long the candidates are probed by
+    binary searches (a leap over the long list). Excluded lists are subtracted the same way."""
     drv = pos[0]
     d_lo = bisect_left(drv, lo)
     i = bisect_right(drv, hi)
@@ -245,7 +247,7 @@ def _and_terms_desc(pos: list[array], neg: list[array], lo: int, hi: int) -> Ite
             if e - s <= _SET_RATIO * len(cands):
                 cands = set(cands).intersection(a[s:e])
             else:
-                cands = [c for c in cands if _member(a, c, s, e)]
+                cands = _probe(a, cands, s, e, True)
             if not cands:
                 break
         for a in neg:
@@ -256,7 +258,7 @@ def _and_terms_desc(pos: list[array], neg: list[array], lo: int, hi: int) -> Ite
             if e - s <= _SET_RATIO * len(cands):
                 cands = set(cands).difference(a[s:e])
             else:
-                cands = [c for c in cands if not _member(a, c, s, e)]
+                cands = _probe(a, cands, s, e, False)
         if cands:
             yield from sorted(cands, reverse=True)
 
@@ -283,6 +285,23 @@ _SET_RATIO = 8  # a slice up to this many times the candidates is cheaper to int
 def _member(a: array, x: int, s: int, e: int) -> bool:
     k = bisect_left(a, x, s, e)
     return k < e and a[k] == x
+
+
+def _probe(a: array, cands: set[int] | list[int], s: int, e: int, keep: bool) -> list[int]:
+    """The candidates that are (keep) or are not in a[s:e] (non-empty), by binary searches: one bisect each for a
+    few, else one numpy searchsorted over all (~50x cheaper than a Python call per candidate, measured).
+    The numpy view of the array is dropped before returning: while it lives the array cannot grow."""
+    if len(cands) < _NUMPY_MIN:
+        return [c for c in cands if _member(a, c, s, e) == keep]
+    view = np.frombuffer(a, dtype=_DTYPES[a.typecode], count=e - s, offset=s * a.itemsize)
+    c = np.fromiter(cands, dtype=view.dtype, count=len(cands))
+    hit = view[np.minimum(np.searchsorted(view, c), e - s - 1)] == c
+    del view
+    return c[hit if keep else ~hit].tolist()  # type: ignore[no-any-return]
+
+
+_NUMPY_MIN = 8  # candidates from which one vectorised search beats bisect calls
+_DTYPES = {"I": np.uint32, "Q": np.uint64}
 
 
 def top(p: Plan, lo: int, hi: int, n: int) -> list[int]:

@@ -34,7 +34,7 @@ def text_terms_words(text: str) -> tuple[set[str], list[str]]:
         out.update(map("#".__add__, _TAG.findall(s)))
     if "@" in s:
         out.update(map("@".__add__, _MENTION.findall(s)))
-    if len(s) > TERM_CHARS_MAX and max(map(len, words)) > TERM_CHARS_MAX:
+    if len(s) > TERM_CHARS_MAX and max(map(len, words), default=0) > TERM_CHARS_MAX:
         # a word longer than the limit is dropped, and so are its '#'/'@' forms (one character longer)
         out = {t for t in out if len(t) - (t[0] in "#@") <= TERM_CHARS_MAX}
         words = [w for w in words if len(w) <= TERM_CHARS_MAX]

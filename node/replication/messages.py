@@ -9,6 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from node.model import Tweet, TweetIn, TweetPatch
+from node.query.ast import And
 from node.shard import DeleteTweet, Record
 
 
@@ -118,9 +119,22 @@ class PingResp(msgspec.Struct, frozen=True, tag=17, array_like=True):
     tweets: int
 
 
+class QueryReq(msgspec.Struct, frozen=True, tag=18, array_like=True):
+    """Evaluate a whole query on this node's index (it holds every term's partition): a superset for phrases."""
+
+    root: And
+    max_id: int | None
+    since_id: int | None
+    limit: int
+
+
+class QueryResp(msgspec.Struct, frozen=True, tag=19, array_like=True):
+    result: WindowResult
+
+
 Message = (
     ApplyReq | ApplyResp | WindowReq | WindowResp | ProbeReq | ProbeResp | GetReq | GetResp | WriteReq | WriteResp
-    | TrendsReq | TrendsResp | PingReq | PingResp
+    | TrendsReq | TrendsResp | PingReq | PingResp | QueryReq | QueryResp
 )
 
 _enc = msgspec.msgpack.Encoder()

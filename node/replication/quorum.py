@@ -24,12 +24,12 @@ def partitions_acked(acks: dict[int, set[str]], needed: Iterable[int], w: int) -
     return all(len(acks.get(p, ())) >= w for p in needed)
 
 
-def merge_windows(results: Sequence[WindowResult], limit: int) -> WindowResult:
-    """Union of the windows R replicas returned for one term. The union is complete down to the highest
-    'lowest id' among the replicas that were not exhausted; ids below that are dropped (a later window fetches
-    them again)."""
+def merge_windows(results: Sequence[WindowResult], limit: int) -> tuple[WindowResult, bool]:
+    """Union of the windows R replicas returned for one term (or query). The union is complete down to the
+    highest 'lowest id' among the replicas that were not exhausted; ids below that are dropped (a later window
+    fetches them again). -> (merged, whether the replicas disagreed within the range they all cover)."""
     if len(results) == 1:
-        return results[0]
+        return results[0], False
     floor = 0
     exhausted = True
     for r in results:
@@ -37,10 +37,12 @@ def merge_windows(results: Sequence[WindowResult], limit: int) -> WindowResult:
             exhausted = False
             if r.ids:
                 floor = max(floor, r.ids[-1])
-    ids = sorted({i for r in results for i in r.ids if i >= floor}, reverse=True)
+    kept = [{i for i in r.ids if i >= floor} for r in results]
+    disagree = any(k != kept[0] for k in kept[1:])
+    ids = sorted(set().union(*kept), reverse=True)
     if len(ids) > limit:
         ids, exhausted = ids[:limit], False
-    return WindowResult(ids, exhausted, max(r.df for r in results))
+    return WindowResult(ids, exhausted, max(r.df for r in results)), disagree
 
 
 Best = Tweet | DeleteTweet

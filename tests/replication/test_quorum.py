@@ -41,12 +41,14 @@ def test_merged_windows_are_a_correct_prefix_of_the_union(truth, missing, limit)
     claims to know, and `exhausted` only when nothing older is left."""
     replicas = [sorted(truth - m, reverse=True) for m in missing]
     results = [WindowResult(ids[:limit], len(ids) <= limit, len(ids)) for ids in replicas]
-    merged = merge_windows(results, limit)
+    merged, disagree = merge_windows(results, limit)
     union = sorted(set().union(*(set(ids) for ids in replicas)), reverse=True)
     assert merged.ids == union[: len(merged.ids)]
     if merged.exhausted:
         assert merged.ids == union
     assert len(merged.ids) <= limit
+    if len({tuple(ids) for ids in replicas}) == 1:
+        assert not disagree
 
 
 def _tweet(i: int, v: int) -> Tweet:
