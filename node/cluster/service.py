@@ -22,7 +22,7 @@ from node.cluster.placement import Placement
 from node.errors import Conflict, MurmurError, NotFound, Unavailable
 from node.model import Tweet, same_content
 from node.query.ast import Term
-from node.query.match import index_terms
+from node.query.match import analysed_terms, index_terms
 from node.replication import messages as m
 from node.replication.quorum import partitions_acked
 from node.shard import (
@@ -210,7 +210,7 @@ class NodeService:
                 retweets=t.retweets or 0,
                 version=self._next_version(0),
             )
-            return PutTweet(tweet, tuple(sorted(index_terms(tweet)[0]))), m.WriteResult("created", tweet)
+            return PutTweet(tweet, tuple(sorted(analysed_terms(a, t.user, t.lang)))), m.WriteResult("created", tweet)
         old = sh.tweets.get(op.id)
         if old is None:
             raise NotFound(f"no tweet with id {op.id}", "id")
@@ -229,7 +229,7 @@ class NodeService:
         if not changes:
             return PutTweet(old, tuple(sorted(index_terms(old)[0]))), m.WriteResult("ok", old)
         new = msgspec.structs.replace(old, version=self._next_version(old.version), **changes)
-        new_terms = index_terms(new)[0]
+        new_terms = analysed_terms(a, new.user, new.lang) if "text" in changes else index_terms(new)[0]
         gone = index_terms(old)[0] - new_terms
         return PutTweet(new, tuple(sorted(new_terms)), tuple(sorted(gone))), m.WriteResult("ok", new)
 

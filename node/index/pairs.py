@@ -5,10 +5,12 @@ caller's `accept` still verifies, so it may hold too much (a pair left behind by
 
 Why only frequent words: a phrase is slow when its words are frequent and rarely adjacent (thousands of candidates
 to reject); when either word is rare the AND of the words is already short. Indexing only frequent x frequent
-pairs keeps the cost small (measured on the IRA corpus: ~0.3-1 pair posting per tweet, a few % of the memory).
+pairs keeps the cost bounded (IRA corpus, 1.77 M tweets: 570 frequent words, 100 k pairs, 2.3 pair postings per
+tweet, +14 % memory, +2.5 us per tweet indexed; phrase p99 vs FTS5: 6x without them, 0.5-0.65x with).
 A word becomes frequent when its list reaches `df_min` (which grows with the index: `docs_per_df` docnos per
 posting) and stays so; from then on every tweet added with its words gets its pairs. So a pair's list is complete
 from docno `since(a, b)` = the later of its two words' starts; below that, the plan falls back to the words alone.
+A cluster that partitions postings by term needs pairs every node agrees on: `pair_terms` with one fixed set.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import math
 
 from node.model import Tweet
 from node.query.ast import And, Node, Or, Phrase, Query, Term
-from node.text.analyzer import analyse, contains_phrase, normalise
+from node.text.analyzer import Analysis, analyse, contains_phrase, normalise
 
 EARTH_RADIUS_KM = 6371.0088  # the mean radius (IUGG)
 
@@ -20,11 +20,16 @@ def index_terms(t: Tweet) -> tuple[set[str], tuple[str, ...]]:
     """(every index term of the tweet, its word sequence for phrases): the analyser's terms of the text,
     'from:' + the casefolded user, and 'lang:' + the casefolded lang when the tweet has one."""
     a = analyse(t.text)
+    return analysed_terms(a, t.user, t.lang), a.words
+
+
+def analysed_terms(a: Analysis, user: str, lang: str | None) -> set[str]:
+    """The index terms of an analysed text written by `user` in `lang` (the part of index_terms after analysis)."""
     terms = a.terms()
-    terms.add("from:" + normalise(t.user))
-    if t.lang is not None:
-        terms.add("lang:" + normalise(t.lang))
-    return terms, a.words
+    terms.add("from:" + normalise(user))
+    if lang is not None:
+        terms.add("lang:" + normalise(lang))
+    return terms
 
 
 def matches_node(n: Node, terms: set[str], words: tuple[str, ...]) -> bool:

@@ -143,7 +143,11 @@ def test_pages_walk_to_the_end(loaded: Loaded) -> None:
                 params: dict[str, Any] = {"count": count} | ({} if max_id is None else {"max_id": max_id})
                 body = search(c, q, **params)
                 page = [t["id"] for t in body["statuses"]]
-                assert page == expected(loaded.model, q, count, max_id), (node_name(c), q, max_id)
+                assert page == [i for i in want if max_id is None or i <= max_id][:count], (
+                    node_name(c),
+                    q,
+                    max_id,
+                )
                 seen += page
                 max_id = body["search_metadata"]["next_max_id"]
                 if max_id is None or not page:

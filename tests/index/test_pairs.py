@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.index.index import InvertedIndex
-from node.index.pairs import PairIndex
+from node.index.pairs import PairIndex, pair_terms
 from node.query.ast import And, Node, Or, Phrase, Term
 from node.query.match import matches_node
 
@@ -117,3 +117,13 @@ def test_add_many_equals_adds_in_order() -> None:
     for root in (And((Term("a"),)), And((Phrase(("a", "b")),), (Term("from:u3"),)), And((Or((Term("c"), Term("d"))),))):
         assert list(one.iter_newest(root)) == list(many.iter_newest(root))
     assert one.postings_count() == many.postings_count() and one.terms_count() == many.terms_count()
+
+
+def test_pair_terms_and_a_fixed_frequent_set() -> None:
+    assert pair_terms(("a", "b", "x", "b", "a", "a"), {"a", "b"}) == {"a b", "b a", "a a"}
+    assert pair_terms(("a",), {"a"}) == set() and pair_terms((), {"a"}) == set()
+    ix = InvertedIndex(PairIndex(frequent={"a", "b"}))  # frequent from docno 0: no tweet below a cut
+    for tid, ws in enumerate([("a", "b"), ("b", "a"), ("a", "x", "b"), ("x", "a", "b", "y")], 1):
+        ix.add(tid, set(ws), ws)
+    assert list(ix.iter_newest(And((Phrase(("a", "b")),)))) == [4, 1]
+    assert list(ix.iter_newest(And((Phrase(("x", "a", "b")),)))) == [4]

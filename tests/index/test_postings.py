@@ -100,7 +100,7 @@ def test_memory_estimate_is_close_to_the_walk_and_compact() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.sets(st.sampled_from([f"t{i}" for i in range(12)])), max_size=120), st.sampled_from(["I", "Q"]))
-def test_add_all_fresh_equals_add_one_by_one(docs: list[set[str]], tc: str) -> None:
+def test_fresh_paths_equal_add_one_by_one(docs: list[set[str]], tc: str) -> None:
     # the inlined fresh path crosses every form (int -> bytes -> array) and must keep the counters exact
     fast, slow = PostingsTable(tc), PostingsTable(tc)
     for x, terms in enumerate(docs):

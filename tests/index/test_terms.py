@@ -12,12 +12,16 @@ from node.query.match import index_terms
 _PIECES = st.sampled_from(
     ["#", "@", "##", "http://x.y/#a", "https://t.co/@b", " ", "-", "ﬁ", "Ǆ", "ß", "İ", "Straße", "_", "'", "é", "ｆｕｌｌ", "١٢"]
 )
-text_st = st.lists(st.one_of(st.text(max_size=8), _PIECES, st.just("w" * 64), st.just("x" * 65)), max_size=12).map("".join)
+text_st = st.lists(
+    st.one_of(st.text(max_size=8), _PIECES, st.just("w" * 64), st.just("x" * 65), st.just("-" * 65)), max_size=12
+).map("".join)
 
 
 @settings(max_examples=500, deadline=None)
 @given(text_st, st.text(min_size=1, max_size=5), st.one_of(st.none(), st.text(max_size=3)))
 @example("Loving #Python, @Bob! http://t.co/x #" + "a" * 64 + " #" + "b" * 65, "Bob", "EN")
+@example("!" * 70, "Bob", None)  # long, yet no word at all
+@example("http://t.co/" + "x" * 70, "Bob", None)
 def test_same_terms_as_index_terms(text: str, user: str, lang: str | None) -> None:
     want, words = index_terms(Tweet(1, 0, user, text, lang=lang))
     assert tweet_terms(text, user, lang) == want
