@@ -86,11 +86,23 @@ class TweetPatch(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------- time
 
 
+_DAY_MS = 86_400_000
+_days: dict[int, str] = {}  # day number -> "YYYY-MM-DD" (bounded: cleared when it grows past 100k days)
+
+
 def format_time(ms: int) -> str:
-    dt = _dt.datetime.fromtimestamp(ms // 1000, tz=_dt.UTC)
-    s = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    frac = ms % 1000
-    return f"{s}.{frac:03d}Z" if frac else f"{s}Z"
+    """ms since the Unix epoch -> ISO-8601 UTC with 'Z' (milliseconds only when not zero). On the hot path of
+    every rendered tweet, hence the cached date part instead of datetime.strftime."""
+    day, rest = divmod(ms, _DAY_MS)
+    date = _days.get(day)
+    if date is None:
+        if len(_days) > 100_000:
+            _days.clear()
+        date = _days[day] = _dt.datetime.fromtimestamp(day * 86_400, tz=_dt.UTC).strftime("%Y-%m-%d")
+    secs, frac = divmod(rest, 1000)
+    h, rem = divmod(secs, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{date}T{h:02d}:{m:02d}:{sec:02d}.{frac:03d}Z" if frac else f"{date}T{h:02d}:{m:02d}:{sec:02d}Z"
 
 
 _TWITTER_FMT = "%a %b %d %H:%M:%S %z %Y"

@@ -96,7 +96,14 @@ class ClusterCoordinator:
         alive = self._alive()
         answers: dict[Any, list[tuple[str, Any, int]]] = {k: [] for k in keys}
         asked: dict[Any, set[str]] = {k: set() for k in keys}
-        todo = {k: read_set(replicas_of(k), self.r, self.me, alive) for k in keys}
+        chosen: dict[tuple[str, ...], list[str]] = {}  # a few distinct replica lists per request: choose once each
+        todo: dict[Any, list[str]] = {}
+        for k in keys:
+            reps = replicas_of(k)
+            pick = chosen.get(reps)
+            if pick is None:
+                pick = chosen[reps] = read_set(reps, self.r, self.me, alive)
+            todo[k] = pick
         for _attempt in range(2):
             per_node: dict[str, list[Any]] = {}
             for k, nodes in todo.items():
