@@ -106,6 +106,7 @@ def format_time(ms: int) -> str:
 
 
 _TWITTER_FMT = "%a %b %d %H:%M:%S %z %Y"
+_UNIX_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
 def parse_time(value: Any, field: str = "created_at") -> int:
@@ -122,7 +123,8 @@ def parse_time(value: Any, field: str = "created_at") -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=_dt.UTC)
     try:
-        return int(dt.timestamp() * 1000)
+        delta = dt - _UNIX_EPOCH  # integer arithmetic: dt.timestamp() * 1000 rounds .001 s down to .000
+        return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
     except (OverflowError, OSError, ValueError):
         raise InvalidField(f"{field} is out of range", field) from None
 
