@@ -271,11 +271,14 @@ class NodeService:
         for key, rec in items:
             for node in self.placement.tweet(_rec_id(rec))[1]:
                 by_node.setdefault(node, []).append((key, rec))
-        acks: dict[int, int] = {}
-        await self._fan_out(by_node, acks)
-        return {k for k, c in acks.items() if c >= self.w}
+        acks = await self._fan_out(by_node)
+        return {k for k, nodes in acks.items() if len(nodes) >= self.w}
 
-    async def _fan_out(self, by_node: dict[str, list[tuple[int, Record]]], acks: dict[int, int]) -> None:
+    async def _fan_out(self, by_node: dict[str, list[tuple[int, Record]]]) -> dict[int, set[str]]:
+        """Apply each node's records there (here, for this node), in bounded batches, all nodes in parallel.
+        -> key -> the nodes that acknowledged it (durably stored)."""
+        acks: dict[int, set[str]] = {}
+
         async def send(node: str, batch: list[tuple[int, Record]]) -> None:
             try:
                 if node == self.me:
@@ -284,15 +287,16 @@ class NodeService:
                     assert self.peers is not None
                     await self.peers.call(node, m.ApplyReq([r for _, r in batch]))
             except MurmurError as e:
-                log.warning("replicate_failed", to=node, records=len(batch), error=e.code)
+                log.warning("apply_failed", to=node, records=len(batch), error=e.code)
                 return
             for k, _ in batch:
-                acks[k] = acks.get(k, 0) + 1
+                acks.setdefault(k, set()).add(node)
 
         async with trio.open_nursery() as n:
             for node, items in by_node.items():
                 for start in range(0, len(items), limits.APPLY_RECORDS_MAX):
                     n.start_soon(send, node, items[start : start + limits.APPLY_RECORDS_MAX])
+        return acks
 
     async def drive_outbox(self, tweet_ids: set[int]) -> set[int]:
         """Bring the index work of these tweets to W replicas of each term partition. -> ids now done.
@@ -318,25 +322,7 @@ class NodeService:
                         e.tweet_id, e.version, tuple(t for t in terms if t in adds), tuple(t for t in terms if t in rems)
                     )
                     by_node.setdefault(node, []).append((k, op))
-            acked_by: dict[int, set[str]] = {}
-
-            async def send(node: str, batch: list[tuple[int, Record]]) -> None:
-                try:
-                    if node == self.me:
-                        await self.apply([r for _, r in batch])
-                    else:
-                        assert self.peers is not None
-                        await self.peers.call(node, m.ApplyReq([r for _, r in batch]))
-                except MurmurError as err:
-                    log.warning("index_failed", to=node, records=len(batch), error=err.code)
-                    return
-                for k, _ in batch:
-                    acked_by.setdefault(k, set()).add(node)
-
-            async with trio.open_nursery() as n:
-                for node, items in by_node.items():
-                    for start in range(0, len(items), limits.APPLY_RECORDS_MAX):
-                        n.start_soon(send, node, items[start : start + limits.APPLY_RECORDS_MAX])
+            acked_by = await self._fan_out(by_node)
             done: list[OutboxEntry] = []
             for k, e in enumerate(entries):
                 got = acked_by.get(k, set())
@@ -358,7 +344,7 @@ class NodeService:
         for k, r in enumerate(recs):
             for node in self.placement.tweet(r.tweet_id)[1]:
                 by_node.setdefault(node, []).append((k, r))
-        await self._fan_out(by_node, {})
+        await self._fan_out(by_node)
 
     async def outbox_loop(self) -> None:
         """Finish index work left over (a crash mid-write, or W not reached then) for partitions mastered here."""
