@@ -52,11 +52,6 @@ class NotFound(MurmurError):
     code = "not_found"
 
 
-class MethodNotAllowed(MurmurError):
-    status = 405
-    code = "method_not_allowed"
-
-
 class Conflict(MurmurError):
     status = 409
     code = "conflict"
@@ -89,20 +84,11 @@ class Unavailable(MurmurError):
     code = "unavailable"
 
 
-class QuorumUnavailable(Unavailable):
-    pass
-
-
 class NotOwner(MurmurError):
     """Internal: this node does not own (or no longer masters) the partition asked for."""
 
     status = 421
     code = "not_owner"
-
-
-class Overloaded(MurmurError):
-    status = 503
-    code = "overloaded"
 
 
 class ConfigError(Exception):

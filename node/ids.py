@@ -30,11 +30,6 @@ def decompose(snowflake: int) -> tuple[int, int, int]:
     return ms, (snowflake >> MACHINE_BITS) & SEQ_MAX, snowflake & MACHINE_MAX
 
 
-def min_id_at(unix_ms: int) -> int:
-    """The smallest id any machine could generate at `unix_ms` (for time-bounded id ranges)."""
-    return compose(max(0, unix_ms - MURMUR_EPOCH_MS), 0, 0)
-
-
 class IdOutOfRange(ValueError):
     pass
 

@@ -16,8 +16,6 @@ Never touches files, sockets or clocks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import msgspec
 
 from node.index.index import InvertedIndex
@@ -132,10 +130,6 @@ class Shard:
         if isinstance(rec, PostingOps):
             return self._postings(rec)
         return self._outbox_done(rec)
-
-    def apply_all(self, recs: Iterable[Record]) -> None:
-        for r in recs:
-            self.apply(r)
 
     def _put(self, rec: PutTweet) -> bool:
         t = rec.tweet

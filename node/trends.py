@@ -55,9 +55,6 @@ class TrendCounter:
                 prev.update(b)
         return [(tag, c, prev.get(tag, 0)) for tag, c in cur.most_common(limit)]
 
-    def top(self, window_ms: int, count: int, now_ms: int) -> list[tuple[str, int, float]]:
-        return rank(self.counts(window_ms, now_ms, 10 * count + 100), count)
-
 
 def rank(counts: list[tuple[str, int, int]], count: int) -> list[tuple[str, int, float]]:
     """-> [(hashtag without '#', count in window, score)], best first. Score: growth against the previous
