@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from node.errors import InvalidField, MissingField, UnknownField
+from node.text.analyzer import Analysis
 
 TEXT_CHARS_MAX = 280
 USER_CHARS_MAX = 64
@@ -267,6 +268,24 @@ def same_content(stored: Tweet, incoming: TweetIn) -> bool:
         (incoming.retweets, stored.retweets),
     ]
     return all(sent is None or sent == have for sent, have in checks)
+
+
+def build_tweet(t: TweetIn, tweet_id: int, created_at_ms: int, a: Analysis, version: int = 0) -> Tweet:
+    """The stored tweet for an accepted create: `a` is the analysis of t.text (its hashtags and mentions)."""
+    return Tweet(
+        id=tweet_id,
+        created_at_ms=created_at_ms,
+        user=t.user,
+        text=t.text,
+        hashtags=a.hashtags,
+        mentions=a.mentions,
+        reply_to=t.reply_to,
+        lang=t.lang,
+        geo=t.geo,
+        likes=t.likes or 0,
+        retweets=t.retweets or 0,
+        version=version,
+    )
 
 
 def render(t: Tweet) -> TweetOut:

@@ -20,7 +20,7 @@ import trio
 from node.cluster import limits
 from node.cluster.placement import Placement
 from node.errors import Conflict, MurmurError, NotFound, Unavailable
-from node.model import Tweet, same_content
+from node.model import build_tweet, same_content
 from node.query.ast import Term
 from node.query.match import analysed_terms, index_terms
 from node.replication import messages as m
@@ -196,20 +196,7 @@ class NodeService:
                 raise Conflict(f"tweet {op.id} exists with other content", "id")
             t = op.tweet
             a = analyse(t.text)
-            tweet = Tweet(
-                id=op.id,
-                created_at_ms=op.created_at_ms,
-                user=t.user,
-                text=t.text,
-                hashtags=a.hashtags,
-                mentions=a.mentions,
-                reply_to=t.reply_to,
-                lang=t.lang,
-                geo=t.geo,
-                likes=t.likes or 0,
-                retweets=t.retweets or 0,
-                version=self._next_version(0),
-            )
+            tweet = build_tweet(t, op.id, op.created_at_ms, a, self._next_version(0))
             return PutTweet(tweet, tuple(sorted(analysed_terms(a, t.user, t.lang)))), m.WriteResult("created", tweet)
         old = sh.tweets.get(op.id)
         if old is None:

@@ -20,7 +20,7 @@ from node.errors import Conflict, MurmurError, NotFound
 from node.http.api import make_handler
 from node.http.server import Handler, serve_http
 from node.metrics import HttpMetrics
-from node.model import Tweet, TweetIn, TweetPatch, same_content
+from node.model import Tweet, TweetIn, TweetPatch, build_tweet, same_content
 from node.text.analyzer import analyse
 
 NOW_MS = 1_700_000_000_000
@@ -39,19 +39,7 @@ class FakeCoordinator:
         a = analyse(t.text)
         tid = t.id if t.id is not None else self.next_id
         self.next_id += 1
-        return Tweet(
-            id=tid,
-            created_at_ms=t.created_at_ms if t.created_at_ms is not None else NOW_MS,
-            user=t.user,
-            text=t.text,
-            hashtags=a.hashtags,
-            mentions=a.mentions,
-            reply_to=t.reply_to,
-            lang=t.lang,
-            geo=t.geo,
-            likes=t.likes or 0,
-            retweets=t.retweets or 0,
-        )
+        return build_tweet(t, tid, t.created_at_ms if t.created_at_ms is not None else NOW_MS, a)
 
     async def create_tweet(self, t: TweetIn) -> Created:
         if t.id is not None and t.id in self.tweets:
