@@ -20,7 +20,7 @@ from node.model import TweetIn
 from node.query.match import index_terms
 from node.query.parser import parse
 from node.ring.ring import Ring
-from node.shard import PutTweet, Shard, decode_record
+from node.shard import PostingOps, PutTweet, Shard, decode_record
 
 NAMES = ["a", "b", "c"]
 
@@ -147,5 +147,45 @@ def test_interrupted_indexing_is_completed_by_the_master_after_a_restart() -> No
         for n in NAMES:
             assert await ids_for(coords2[n], "second") == [tid]
             assert await ids_for(coords2[n], "first") == []
+
+    trio.run(main)
+
+
+def test_batch_limits_are_refused_and_change_nothing() -> None:
+    from node.cluster import limits
+    from node.errors import MurmurError
+    from node.model import Tweet
+    from node.replication import messages as m
+
+    async def main() -> None:
+        net, _coords, logs = cluster()
+        svc = net.services["a"]
+        recs = [
+            PutTweet(Tweet(id=i + 1, created_at_ms=0, user="u", text="x", version=1))
+            for i in range(limits.APPLY_RECORDS_MAX + 1)
+        ]
+        for req in (
+            m.ApplyReq(recs),
+            m.GetReq(list(range(1, limits.GET_IDS_MAX + 2))),
+            m.WindowReq([m.WindowItem("x", None, None, 5)] * (limits.WINDOW_ITEMS_MAX + 1)),
+            m.ProbeReq([m.ProbeItem("x", [1])] * (limits.WINDOW_ITEMS_MAX + 1)),
+            m.WriteReq([m.DeleteOp(1)] * (limits.WRITE_OPS_MAX + 1)),
+        ):
+            with pytest.raises(MurmurError):
+                await svc.handle(req, "b")
+        assert not svc.shard.tweets and not logs["a"].records
+        # a window is clamped to WINDOW_LIMIT_MAX ids, whatever a caller asks for
+        over = limits.WINDOW_LIMIT_MAX + 10
+        await svc.apply([PostingOps(i, 1, ("w",)) for i in range(1, over + 1)][: limits.APPLY_RECORDS_MAX])
+        for start in range(limits.APPLY_RECORDS_MAX + 1, over + 1, limits.APPLY_RECORDS_MAX):
+            await svc.apply(
+                [
+                    PostingOps(i, 1, ("w",))
+                    for i in range(start, min(over, start + limits.APPLY_RECORDS_MAX - 1) + 1)
+                ]
+            )
+        (res,) = svc.window([m.WindowItem("w", None, None, 10**9)])
+        assert len(res.ids) == limits.WINDOW_LIMIT_MAX and not res.exhausted and res.ids[0] == over
+        assert res.df == over
 
     trio.run(main)
