@@ -30,6 +30,7 @@ from node.errors import MurmurError, NotFound
 from node.http.api import make_handler
 from node.http.server import Request, Response, error_response, serve_http
 from node.ids import SnowflakeGenerator
+from node.membership.shell import GossipShell
 from node.metrics import HttpMetrics
 from node.ring.ring import Ring
 from node.shard import Record, Shard, decode_record
@@ -125,6 +126,12 @@ async def run_node(cfg: Config, name: str, *, task_status: trio.TaskStatus[int] 
             async with open_peer_pool(cfg.cluster.secret, name) as pool:
                 peers = Peers(name, service, pool, addrs)
                 service.peers = peers
+                service.is_up = peers.is_up
+                seeds = [f"{n.host}:{n.gossip_port}" for n in cfg.nodes if n.name != name]
+                gossip = GossipShell(
+                    name, me.host, me.gossip_port, cfg.membership, cfg.cluster.secret, pool, seeds, peers.set_state
+                )
+                peers.gossip = gossip
 
                 def members() -> list[dict[str, Any]]:
                     return [
@@ -158,12 +165,14 @@ async def run_node(cfg: Config, name: str, *, task_status: trio.TaskStatus[int] 
                     coord, metrics, cfg.http, name, internal_handler=internal_handler(cfg.cluster.secret, name, peers)
                 )
                 async with trio.open_nursery() as nursery:
+                    await nursery.start(gossip.run)  # cancelled with the rest on SIGTERM: then it leaves (Left)
                     await nursery.start(partial(serve_rpc, peers.dispatch, me.host, me.gossip_port, cfg.cluster.secret, name))
                     port = await nursery.start(partial(serve_http, handler, me.host, me.http_port, cfg.http, metrics=metrics))
                     nursery.start_soon(snap.run)
-                    nursery.start_soon(peers.ping_loop)
+                    nursery.start_soon(peers.count_loop)  # tweet counts for /cluster; liveness is gossip's
                     nursery.start_soon(peers.repair_loop, recv_repairs)
                     nursery.start_soon(service.outbox_loop)
+                    nursery.start_soon(service.anti_entropy_loop)
                     nursery.start_soon(_stop_on_signal, nursery.cancel_scope, name)
                     log.info("serving", node=name, url=f"http://{me.host}:{port}", rpc=f"{me.host}:{me.gossip_port}")
                     task_status.started(port)

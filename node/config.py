@@ -13,6 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from node.errors import ConfigError
+from node.membership.config import MembershipConfig
 
 
 class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -56,6 +57,10 @@ class Config(msgspec.Struct, frozen=True):
     storage: StorageConfig
     http: HttpConfig
     path: str  # the config file, absolute
+    # [membership]: gossip timings (node/membership/config.py documents each key, its unit and formula). The
+    # defaults are memberlist's LAN ones (probe every 1 s, dead after ~4-5 s on 3 nodes); a local test cluster
+    # may go faster, e.g. probe_interval_s = 0.2, probe_timeout_s = 0.1, gossip_interval_s = 0.05.
+    membership: MembershipConfig = MembershipConfig()
 
     def node(self, name: str) -> NodeConfig:
         for n in self.nodes:
@@ -84,7 +89,7 @@ class Config(msgspec.Struct, frozen=True):
         return f"http://{n.host}:{n.http_port}"
 
 
-_SECTIONS = {"cluster": ClusterConfig, "storage": StorageConfig, "http": HttpConfig}
+_SECTIONS = {"cluster": ClusterConfig, "storage": StorageConfig, "http": HttpConfig, "membership": MembershipConfig}
 
 
 def _convert(typ: type, raw: Any, where: str) -> Any:
@@ -112,7 +117,14 @@ def parse_config(raw: dict[str, Any], path: str) -> Config:
     if not isinstance(nodes_raw, list) or not nodes_raw:
         raise ConfigError("nodes", "at least one [[nodes]] table is required")
     nodes = tuple(_convert(NodeConfig, n, f"nodes[{i}]") for i, n in enumerate(nodes_raw))
-    cfg = Config(cluster=sections["cluster"], nodes=nodes, storage=sections["storage"], http=sections["http"], path=path)
+    cfg = Config(
+        cluster=sections["cluster"],
+        nodes=nodes,
+        storage=sections["storage"],
+        http=sections["http"],
+        path=path,
+        membership=sections["membership"],
+    )
     validate(cfg)
     return cfg
 
@@ -165,6 +177,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("storage.wal_segment_bytes_max", "must be at least 4096")
     if s.group_commit_records_max < 1:
         raise ConfigError("storage.group_commit_records_max", "must be at least 1")
+    cfg.membership.validate()  # raises ConfigError naming membership.<key>
     h = cfg.http
     for key in ("body_bytes_max", "header_bytes_max", "bulk_lines_max", "connections_max"):
         if getattr(h, key) < 1:

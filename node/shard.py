@@ -8,6 +8,10 @@ Rules (the one place they live):
 - Outbox: a PutTweet/DeleteTweet carries the index work it implies (terms to add, terms to remove). The tweet
   partition keeps it in `outbox` until an OutboxDone for that version (or a newer one) arrives; pending work of
   successive versions merges, so no term of an older version is forgotten.
+- Promises: a Promise(partition, epoch) is this node's durable vow never again to accept a master's writes for
+  that partition from an older epoch (node/replication/mastership.py); the highest promise wins.
+- Digests: every stored tweet id (tombstones included) sits in a bucket of its ring token; each bucket keeps an
+  XOR of hash(id, version) so that two replicas compare a partition in a few dozen numbers (anti-entropy).
 - Postings: PostingOps carry the tweet's version. A remove leaves a posting tombstone (term, id) -> version and an
   add older than it is ignored; postings are candidates only (every search result is checked against the tweet
   itself), so a stale posting costs time, never correctness.
@@ -21,6 +25,7 @@ import msgspec
 from node.index.index import InvertedIndex
 from node.model import Tweet
 from node.query.ast import Term
+from node.ring.ring import tweet_token
 
 # A version is (epoch << EPOCH_SHIFT) | sequence: it only grows; never a bare wall clock.
 EPOCH_SHIFT = 40
@@ -65,7 +70,44 @@ class OutboxDone(msgspec.Struct, frozen=True, tag=4, array_like=True):
     version: int
 
 
-Record = PutTweet | DeleteTweet | PostingOps | OutboxDone
+class Promise(msgspec.Struct, frozen=True, tag=5, array_like=True):
+    """Never accept a master's writes for partition `pid` (its ring token) from an epoch below `epoch`."""
+
+    pid: int
+    epoch: int
+
+
+Record = PutTweet | DeleteTweet | PostingOps | OutboxDone | Promise
+
+# Digest buckets: the top bits of a tweet's ring token. 2**14 buckets: a partition of a 5-node, 64-vnode ring
+# spans ~50 of them, so a digest is small and a differing bucket holds few keys.
+BUCKET_BITS = 14
+BUCKET_SHIFT = 64 - BUCKET_BITS
+HASH_MASK = (1 << 64) - 1
+
+
+def key_hash(tweet_id: int, version: int) -> int:
+    """hash() of a tuple of ints is deterministic across processes (only str/bytes hashing is salted)."""
+    return hash((tweet_id, version)) & HASH_MASK
+
+
+def in_range(token: int, start: int, end: int) -> bool:
+    """Whether `token` lies in the partition (start, end]; start >= end wraps around the ring."""
+    if start < end:
+        return start < token <= end
+    return token > start or token <= end
+
+
+def range_buckets(start: int, end: int) -> list[tuple[int, bool]]:
+    """The buckets overlapping (start, end], each with whether it lies only partly inside."""
+    first, last = start >> BUCKET_SHIFT, end >> BUCKET_SHIFT
+    nb = 1 << BUCKET_BITS
+    if start < end:
+        return [(b, b in (first, last)) for b in range(first, last + 1)]
+    # wraps: first..top, then 0..last (a near-whole-ring range may touch `first` twice: partial)
+    out = [(b, b in (first, last)) for b in range(first, nb)]
+    out += [(b, b in (first, last)) for b in range(0, last + 1) if b != first]
+    return out
 
 
 class OutboxEntry(msgspec.Struct, array_like=True):
@@ -96,6 +138,7 @@ class ShardState(msgspec.Struct, array_like=True):
     postings: list[tuple[str, list[int]]]  # term -> tweet ids
     posting_tombstones: list[tuple[str, int, int]]  # (term, tweet id, version)
     max_version: int
+    promised: list[tuple[int, int]] = []  # (partition token, epoch)
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -111,6 +154,9 @@ class Shard:
         self._terms: dict[str, None] = {}  # every term ever indexed here (for snapshots)
         self.posting_tombstones: dict[tuple[str, int], int] = {}
         self.max_version = 0  # the highest version applied: a restarted master continues above it
+        self.promised: dict[int, int] = {}  # partition token -> the highest epoch promised
+        self._bucket_ids: dict[int, set[int]] = {}  # digest bucket -> tweet ids (live or tombstoned)
+        self._bucket_hash: dict[int, int] = {}  # digest bucket -> XOR of key_hash(id, version)
 
     def version_of(self, tweet_id: int) -> int:
         t = self.tweets.get(tweet_id)
@@ -129,21 +175,39 @@ class Shard:
             return self._delete(rec)
         if isinstance(rec, PostingOps):
             return self._postings(rec)
+        if isinstance(rec, Promise):
+            if self.promised.get(rec.pid, 0) >= rec.epoch:
+                return False
+            self.promised[rec.pid] = rec.epoch
+            return True
         return self._outbox_done(rec)
+
+    def _rekey(self, tweet_id: int, old: int, new: int) -> None:
+        b = tweet_token(tweet_id) >> BUCKET_SHIFT
+        h = self._bucket_hash.get(b, 0) ^ key_hash(tweet_id, new)
+        if old:
+            h ^= key_hash(tweet_id, old)
+        else:
+            self._bucket_ids.setdefault(b, set()).add(tweet_id)
+        self._bucket_hash[b] = h
 
     def _put(self, rec: PutTweet) -> bool:
         t = rec.tweet
         self.max_version = max(self.max_version, t.version)
-        if self.version_of(t.id) >= t.version:
+        old = self.version_of(t.id)
+        if old >= t.version:
             return False
+        self._rekey(t.id, old, t.version)
         self.tweets[t.id] = t
         self._queue(t.id, t.version, rec.add, rec.remove)
         return True
 
     def _delete(self, d: DeleteTweet) -> bool:
         self.max_version = max(self.max_version, d.version)
-        if self.version_of(d.id) >= d.version:
+        old = self.version_of(d.id)
+        if old >= d.version:
             return False
+        self._rekey(d.id, old, d.version)
         self.tweets.pop(d.id, None)
         self.tombstones[d.id] = d
         self._queue(d.id, d.version, (), d.remove)
@@ -186,6 +250,55 @@ class Shard:
             self.index.add(tid, fresh)
         return True
 
+    # ------------------------------------------------------------ anti-entropy
+
+    def _bucket_keys(self, b: int, partial: bool, start: int, end: int) -> list[tuple[int, int]]:
+        ids = self._bucket_ids.get(b, set())
+        return [(i, self.version_of(i)) for i in ids if not partial or in_range(tweet_token(i), start, end)]
+
+    def digest(self, start: int, end: int) -> dict[int, int]:
+        """bucket -> XOR of key_hash over the ids of partition (start, end] in it (empty buckets left out)."""
+        out: dict[int, int] = {}
+        for b, partial in range_buckets(start, end):
+            if b not in self._bucket_ids:
+                continue
+            if partial:
+                h = 0
+                for i, v in self._bucket_keys(b, True, start, end):
+                    h ^= key_hash(i, v)
+            else:
+                h = self._bucket_hash[b]
+            if h:
+                out[b] = h
+        return out
+
+    def keys(self, start: int, end: int, buckets: set[int]) -> list[tuple[int, int]]:
+        """(id, version) of every id of partition (start, end] in these buckets."""
+        out: list[tuple[int, int]] = []
+        for b, partial in range_buckets(start, end):
+            if b in buckets:
+                out.extend(self._bucket_keys(b, partial, start, end))
+        return out
+
+    def records_for(self, ids: list[int]) -> list[Record]:
+        """The full records of these ids as this node holds them: the tweet or tombstone, with the index work
+        still pending for it here (so that a new master can finish it)."""
+        out: list[Record] = []
+        for i in ids:
+            e = self.outbox.get(i)
+            t = self.tweets.get(i)
+            if t is not None:
+                if e is not None and e.version == t.version:
+                    out.append(PutTweet(t, e.add, e.remove))
+                else:
+                    out.append(PutTweet(t))
+                continue
+            d = self.tombstones.get(i)
+            if d is not None:
+                rem = e.remove if e is not None and e.version == d.version else ()
+                out.append(DeleteTweet(d.id, d.version, d.at_ms, rem))
+        return out
+
     # ------------------------------------------------------------ snapshots
 
     def dump(self) -> bytes:
@@ -203,6 +316,7 @@ class Shard:
                 postings,
                 [(t, i, v) for (t, i), v in self.posting_tombstones.items()],
                 self.max_version,
+                list(self.promised.items()),
             )
         )
 
@@ -215,6 +329,11 @@ class Shard:
         sh.tombstones = {d.id: d for d in st.tombstones}
         sh.outbox = {e.tweet_id: e for e in st.outbox}
         sh.posting_tombstones = {(t, i): v for t, i, v in st.posting_tombstones}
+        sh.promised = dict(st.promised)
+        for i, t in sh.tweets.items():
+            sh._rekey(i, 0, t.version)
+        for i, d in sh.tombstones.items():
+            sh._rekey(i, 0, d.version)
         by_id: dict[int, list[str]] = {}
         for term, ids in st.postings:
             sh._terms[term] = None

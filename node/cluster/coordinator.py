@@ -70,8 +70,13 @@ class ClusterCoordinator:
     # ------------------------------------------------------------ helpers
 
     def _alive(self) -> set[str] | None:
-        live = {mb["name"] for mb in self.members() if mb.get("state") == "up"}
+        live = {n for n in self.placement.ring.nodes if n == self.me or self.peers.is_up(n)}
         return live or None
+
+    def _master_for(self, tweet_id: int) -> str:
+        """Writes go to the first replica of the partition that is up: it wins (or holds) the mastership."""
+        reps = self.placement.tweet(tweet_id)[1]
+        return next((n for n in reps if n == self.me or self.peers.is_up(n)), reps[0])
 
     async def _gather(self, calls: dict[str, Any]) -> dict[str, Any]:
         """Send one request per node in parallel; -> answers of the nodes that answered in time."""
@@ -255,7 +260,7 @@ class ClusterCoordinator:
         """Group by the master of each tweet's partition: one call per master."""
         by_master: dict[str, list[int]] = {}
         for k, op in enumerate(ops):
-            by_master.setdefault(self.placement.master_of_tweet(op.id), []).append(k)
+            by_master.setdefault(self._master_for(op.id), []).append(k)
         got = await self._gather({nd: m.WriteReq([ops[k] for k in ks]) for nd, ks in by_master.items()})
         out: list[m.WriteResult] = [m.WriteResult("error", code="unavailable")] * len(ops)
         for nd, ks in by_master.items():
@@ -335,7 +340,7 @@ class ClusterCoordinator:
 
     def health(self) -> dict[str, object]:
         members = self.members()
-        down = [mb["name"] for mb in members if mb.get("state") != "up"]
+        down = [mb["name"] for mb in members if mb["name"] != self.me and not self.peers.is_up(mb["name"])]
         tweets = len(self.service.shard.tweets) if self.service is not None else 0
         status = "degraded" if down else "ok"
         out: dict[str, object] = {"status": status, "node": self.me, "tweets": tweets}

@@ -15,3 +15,6 @@ PEER_PING_INTERVAL_S = 1.0  # how often each peer's liveness is checked for /clu
 SEARCH_ROUNDS_MAX = 64  # window rounds one search may take
 SEARCH_DEADLINE_S = 10.0  # a search that has not finished by then answers what it has, partial=true
 TRENDS_TAGS_MAX = 2000  # hashtags one node reports for /trends
+ELECTION_ATTEMPTS_MAX = 6  # promise rounds one election tries before the write answers 503
+SYNC_BUCKETS_MAX = 64  # digest buckets whose keys one KeysReq lists
+ANTI_ENTROPY_INTERVAL_S = 2.0  # one partition is compared with one peer this often (a full pass: partitions x this)

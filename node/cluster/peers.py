@@ -1,21 +1,26 @@
 """Calls between nodes: one entry point, `call(node, request)`, that runs locally for this node and over the
-framed RPC transport for the others; the static membership's liveness view (pings) for /cluster and /health;
-and the server-side dispatch of incoming RPC frames. The thin shell around node.transport.
+framed RPC transport for the others; the liveness view that gossip (node.membership.shell) keeps up to date; and
+the server-side dispatch of incoming RPC frames ("gossip.*" to the gossip shell). The thin shell around
+node.transport; it decides nothing about liveness itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 import trio
 
 from node.cluster import limits
-from node.errors import InvalidRequest, MurmurError
+from node.errors import InvalidRequest, MurmurError, Unavailable
 from node.replication import messages as m
 from node.shard import Record
 
 log = structlog.get_logger("murmur.peers")
+
+UP_STATES = ("alive", "suspect", "unknown")  # suspect still routes (SWIM); "unknown": configured, not heard of yet
+OnChange = Callable[[str, str], None]
 
 
 class Peers:
@@ -24,8 +29,34 @@ class Peers:
         self.service = service
         self.pool = pool
         self.addrs = addrs
-        self.state: dict[str, str] = {n: ("up" if n == me else "unknown") for n in addrs}
-        self.tweets: dict[str, int] = {}  # tweets each peer held at its last ping
+        # gossip's view: "alive" | "suspect" | "dead" | "left"; "unknown" for a configured node not heard of yet
+        self.state: dict[str, str] = {n: ("alive" if n == me else "unknown") for n in addrs}
+        self.tweets: dict[str, int] = {}  # tweets each up peer held at its last count (count_loop)
+        self.gossip: Any = None  # the GossipShell, once wired: receives the "gossip.*" RPC methods
+        self._listeners: list[OnChange] = []
+
+    def is_up(self, node: str) -> bool:
+        """Whether to route to `node`: alive or suspect (SWIM: a suspect may just be slow), or a configured node
+        gossip has not told us about yet; False once gossip says dead or left."""
+        return self.state.get(node, "unknown") in UP_STATES
+
+    def on_change(self, fn: OnChange) -> None:
+        """Call fn(node, state) after every change of a member's state (including this node's own). fn runs in
+        the gossip task: it must not block or raise (hand work to a task, e.g. with send_nowait)."""
+        self._listeners.append(fn)
+
+    def set_state(self, node: str, state: str) -> None:
+        """The gossip shell's report of a member's new state; logs it and tells the listeners."""
+        if self.state.get(node) == state:
+            return  # e.g. a refutation: a new incarnation, the same state
+        self.state[node] = state
+        if state not in UP_STATES:
+            self.tweets.pop(node, None)
+        elif state == "alive" and node in self.addrs and hasattr(self.pool, "retry_now"):
+            self.pool.retry_now(self.addrs[node])
+        log.info("member_state", peer=node, state=state)
+        for fn in self._listeners:
+            fn(node, state)
 
     async def call(self, node: str, req: Any, timeout_s: float = limits.RPC_TIMEOUT_S) -> Any:
         if node == self.me:
@@ -36,6 +67,11 @@ class Peers:
 
     async def dispatch(self, method: str, body: bytes, peer: str) -> bytes:
         """The RPC server's entry: decode, check the method names the message, handle, encode."""
+        if method.startswith("gossip."):
+            if self.gossip is None:
+                raise Unavailable("gossip is not running on this node yet")
+            body_out: bytes = await self.gossip.handle_rpc(method, body, peer)
+            return body_out
         try:
             req = m.decode(body)
         except Exception as e:  # msgspec.DecodeError / ValidationError: a malformed frame body
@@ -44,25 +80,22 @@ class Peers:
             raise InvalidRequest(f"method {method} does not match its body {type(req).__name__}")
         return m.encode(await self.service.handle(req, peer))
 
-    async def ping_loop(self) -> None:
-        """Static membership for now: a peer is up while it answers a ping within the interval."""
+    async def count_loop(self) -> None:
+        """Tweet counts for /cluster only: liveness is gossip's. Every PEER_PING_INTERVAL_S, each peer gossip
+        deems up is asked its count; a peer that does not answer shows no count (None) until it does."""
         while True:
             async with trio.open_nursery() as n:
                 for node in self.addrs:
-                    if node != self.me:
-                        n.start_soon(self._ping, node)
+                    if node != self.me and self.is_up(node):
+                        n.start_soon(self._count, node)
             await trio.sleep(limits.PEER_PING_INTERVAL_S)
 
-    async def _ping(self, node: str) -> None:
+    async def _count(self, node: str) -> None:
         try:
             resp = await self.call(node, m.PingReq(), timeout_s=limits.PEER_PING_INTERVAL_S)
             self.tweets[node] = resp.tweets
-            state = "up"
         except MurmurError:
-            state = "down"
-        if self.state.get(node) != state:
-            log.info("peer_state", peer=node, state=state)
-        self.state[node] = state
+            self.tweets.pop(node, None)
 
     async def repair_loop(self, repairs: trio.MemoryReceiveChannel[tuple[str, list[Record]]]) -> None:
         async for node, recs in repairs:

@@ -28,6 +28,11 @@ class Placement:
                 self._term_cache[term] = hit
         return hit
 
+    def tweet_partition(self, tweet_id: int) -> tuple[int, tuple[str, ...]]:
+        """(the partition's name: the ring token ending its range, its replicas in preference order)."""
+        tok = tweet_token(tweet_id)
+        return self.ring.partition_id(tok), self.ring.preference_list(tok, self.n)
+
     def master_of_tweet(self, tweet_id: int) -> str:
         return self.tweet(tweet_id)[1][0]
 

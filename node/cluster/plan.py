@@ -60,15 +60,19 @@ def exact(n: Node) -> bool:
     return all(exact(c) for c in (*n.must, *n.must_not))
 
 
-def may_match(n: Node, has: Callable[[str], bool]) -> bool:
-    """A necessary condition for a match, from posting membership: never False for a real match."""
+def may_match(n: Node, has: Callable[[str], bool], prune_not: bool = True) -> bool:
+    """A necessary condition for a match, from posting membership: never False for a real match.
+    `prune_not=False` when replicas disagreed: `has` is then a union of copies, one of which may still hold a
+    posting an acknowledged edit removed, so a NOT must not exclude on it (the tweet itself is checked instead)."""
     if isinstance(n, Term):
         return has(n.term)
     if isinstance(n, Phrase):
         return all(has(w) for w in n.words)
     if isinstance(n, Or):
-        return any(may_match(c, has) for c in n.children)
-    if not all(may_match(c, has) for c in n.must):
+        return any(may_match(c, has, prune_not) for c in n.children)
+    if not all(may_match(c, has, prune_not) for c in n.must):
         return False
+    if not prune_not:
+        return True
     # A NOT can exclude only when membership decides it exactly (a phrase's words may be apart).
     return not any(exact(c) and may_match(c, has) for c in n.must_not)

@@ -136,7 +136,7 @@ async def run_search(
                 lap("probes", t0)
             sets = {t: st[t].members for t in dterms}
             sets.update(known)
-            survivors = [i for i in chunk if may_match(q.root, _member(sets, i))]
+            survivors = [i for i in chunk if may_match(q.root, _member(sets, i), prune_not=not verify)]
             if not survivors:
                 continue
             t0 = time.perf_counter()

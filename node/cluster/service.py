@@ -5,6 +5,11 @@ probes; a tweet partition answers reads (`get`); the master of a tweet partition
 it checks them against its copy, stamps versions, replicates to the partition's replicas (W acknowledgements),
 then drives the index work (the outbox) to W replicas of every term partition before it answers. The outbox
 is durable with the tweet, so work interrupted by a crash is finished by the background driver after restart.
+
+Mastership is earned per partition, not configured: the node a write is routed to (the first live node of the
+partition's preference list) wins an election first (node/replication/mastership.py: promises, catch-up from
+the promisers) and keeps it in memory only, so a restarted or outvoted node always has to win again.
+Anti-entropy (`sync_with`) compares a partition's bucket digests with one peer and exchanges what differs.
 """
 
 from __future__ import annotations
@@ -19,18 +24,21 @@ import trio
 
 from node.cluster import limits
 from node.cluster.placement import Placement
-from node.errors import Conflict, MurmurError, NotFound, Unavailable
+from node.errors import Conflict, MurmurError, NotFound, NotOwner, Unavailable
 from node.model import build_tweet, same_content
 from node.query.ast import Term
 from node.query.match import analysed_terms, index_terms
+from node.replication import mastership as ms
 from node.replication import messages as m
 from node.replication.quorum import partitions_acked
 from node.shard import (
+    EPOCH_SHIFT,
     SEQ_MASK,
     DeleteTweet,
     OutboxDone,
     OutboxEntry,
     PostingOps,
+    Promise,
     PutTweet,
     Record,
     Shard,
@@ -60,7 +68,6 @@ class NodeService:
         placement: Placement,
         w: int,
         clock_ms: Callable[[], int],
-        epoch: int = 1,
     ) -> None:
         self.me = me
         self.shard = shard
@@ -68,8 +75,13 @@ class NodeService:
         self.placement = placement
         self.w = w
         self.clock_ms = clock_ms
-        self.epoch = epoch
         self.peers: Caller | None = None  # set by the node once its peer pool is open
+        self.is_up: Callable[[str], bool] = lambda node: True  # the membership view, set by the node
+        self.mastered: dict[int, int] = {}  # partition token -> the epoch this node orders its writes in
+        self._elections: dict[int, trio.Lock] = {}  # one election per partition at a time
+        self.elections_won = 0
+        self.synced_keys = 0  # keys pulled or pushed by catch-up and anti-entropy
+        self._ae_cursor = 0
         self._seq = shard.max_version & SEQ_MASK
         self.trends = TrendCounter()
         self._driving: dict[int, trio.Event] = {}  # outbox entries being driven now -> set when that ends
@@ -83,7 +95,7 @@ class NodeService:
 
     async def handle(self, req: Any, peer: str) -> Any:
         if isinstance(req, m.ApplyReq):
-            return m.ApplyResp(await self.apply(req.records))
+            return m.ApplyResp(await self.apply(req.records, req.fence))
         if isinstance(req, m.WindowReq):
             return m.WindowResp(self.window(req.items))
         if isinstance(req, m.ProbeReq):
@@ -98,14 +110,37 @@ class NodeService:
             return m.QueryResp(self.query(req))
         if isinstance(req, m.PingReq):
             return m.PingResp(self.me, len(self.shard.tweets))
+        if isinstance(req, m.PromiseReq):
+            return await self.promise(req.pid, req.epoch)
+        if isinstance(req, m.DigestReq):
+            return m.DigestResp(list(self.shard.digest(req.start, req.end).items()))
+        if isinstance(req, m.KeysReq):
+            if len(req.buckets) > limits.SYNC_BUCKETS_MAX:
+                raise MurmurError("too many buckets in one keys request")
+            return m.KeysResp(self.shard.keys(req.start, req.end, set(req.buckets)))
+        if isinstance(req, m.FetchReq):
+            if len(req.ids) > limits.GET_IDS_MAX:
+                raise MurmurError("too many ids in one fetch")
+            return m.FetchResp(self.shard.records_for(req.ids))
         raise MurmurError(f"unexpected message {type(req).__name__}")
 
     # ------------------------------------------------------------ replica role
 
-    async def apply(self, records: list[Record]) -> int:
-        """Apply, then make durable; the caller's acknowledgement follows the WAL's."""
+    async def apply(self, records: list[Record], fence: list[tuple[int, int]] | None = None) -> int:
+        """Apply, then make durable; the caller's acknowledgement follows the WAL's. A fenced batch (a master's
+        new writes) is refused whole when a newer epoch was promised for one of its partitions; an epoch newer
+        than the promise is learnt (the master won it without this node)."""
         if len(records) > limits.APPLY_RECORDS_MAX:
             raise MurmurError("too many records in one apply")
+        if fence:
+            learnt: list[Record] = []
+            for pid, epoch in fence:
+                promised = self.shard.promised.get(pid, 0)
+                if not ms.fence_ok(promised, epoch):
+                    raise NotOwner(f"partition {pid}: epoch {epoch} is stale, {promised} was promised")
+                if epoch > promised:
+                    learnt.append(Promise(pid, epoch))
+            records = learnt + records
         now = self.clock_ms()
         changed = 0
         for r in records:
@@ -113,8 +148,28 @@ class NodeService:
         await self.wal.append([encode_record(r) for r in records])
         return changed
 
+    async def promise(self, pid: int, epoch: int) -> m.PromiseResp:
+        """Phase 1 of an election, replica side. The check and the state change happen before any await, so a
+        fenced write that arrives while the promise is being logged is already refused."""
+        promised = self.shard.promised.get(pid, 0)
+        data_epoch = self.shard.max_version >> EPOCH_SHIFT
+        if not ms.may_promise(promised, data_epoch, epoch):
+            return m.PromiseResp(False, max(promised, data_epoch))
+        rec = Promise(pid, epoch)
+        self.shard.apply(rec)
+        if self.mastered.get(pid, epoch) < epoch:
+            del self.mastered[pid]
+            log.info("master_stepped_down", partition=pid, epoch=epoch)
+        await self.wal.append([encode_record(rec)])
+        return m.PromiseResp(True, epoch)
+
     def _apply_one(self, r: Record, now: int) -> bool:
         sh = self.shard
+        if isinstance(r, Promise):
+            ok = sh.apply(r)
+            if ok and self.mastered.get(r.pid, r.epoch) < r.epoch:
+                del self.mastered[r.pid]
+            return ok
         if isinstance(r, PutTweet):
             fresh = sh.version_of(r.tweet.id) == 0
             ok = sh.apply(r)
@@ -173,16 +228,108 @@ class NodeService:
 
     # ------------------------------------------------------------ master role
 
-    def _next_version(self, current: int) -> int:
-        self._seq = max(self._seq, current & SEQ_MASK if current >> 40 == self.epoch else 0) + 1
-        return make_version(self.epoch, self._seq)
+    async def ensure_master(self, pid: int, replicas: tuple[str, ...]) -> int:
+        """The epoch this node masters partition `pid` in, winning an election first when it does not."""
+        epoch = self.mastered.get(pid)
+        if epoch is not None:
+            return epoch
+        lock = self._elections.setdefault(pid, trio.Lock())
+        async with lock:
+            epoch = self.mastered.get(pid)
+            if epoch is None:
+                epoch = await self._elect(pid, replicas)
+            return epoch
 
-    def _prepare(self, op: m.WriteOp, now: int) -> tuple[Record | None, m.WriteResult | None]:
+    async def _elect(self, pid: int, replicas: tuple[str, ...]) -> int:
+        need = ms.promise_quorum(len(replicas), self.w)
+        known = max(self.shard.promised.get(pid, 0), self.shard.max_version >> EPOCH_SHIFT)
+        asked = [n for n in replicas if n == self.me or self.is_up(n)]
+        if len(asked) < need:
+            raise Unavailable(f"partition {pid}: {len(asked)} of its replicas are up, an election needs {need}")
+        others = [n for n in asked if n != self.me]
+        for _attempt in range(limits.ELECTION_ATTEMPTS_MAX):
+            epoch = ms.next_epoch(known)
+            own = await self.promise(pid, epoch)  # a candidate promises itself first: it must hold the promise
+            if not own.ok:
+                known = max(known, own.epoch)
+                continue
+            got = await self._gather_until(others, m.PromiseReq(pid, epoch), lambda r: r.ok, need - 1)
+            oks = [self.me, *(n for n, r in got.items() if r.ok)]
+            known = max([known, epoch, *(r.epoch for r in got.values())])
+            if len(oks) < need:
+                if len(got) + 1 < need:
+                    raise Unavailable(f"partition {pid}: {len(got) + 1} replicas answered the election, {need} needed")
+                continue  # outbid: try again above the highest epoch we heard of
+            # Catch up: every acknowledged write is on one of the promisers (see mastership.py).
+            async with trio.open_nursery() as n:
+                for node in oks:
+                    if node != self.me:
+                        n.start_soon(self.sync_with, node, *self.placement.ring.range_of(pid), False)
+            if self.shard.promised.get(pid, 0) != epoch:
+                continue  # a newer candidate won while we caught up
+            self.mastered[pid] = epoch
+            self.elections_won += 1
+            log.info("master_elected", partition=pid, epoch=epoch, promisers=oks)
+            return epoch
+        raise Unavailable(f"partition {pid}: no election won in {limits.ELECTION_ATTEMPTS_MAX} attempts")
+
+    async def _gather_until(
+        self, nodes: list[str], req: Any, good: Callable[[Any], bool], enough: int
+    ) -> dict[str, Any]:
+        """Send `req` to every node in parallel; stop waiting once `enough` good answers are in."""
+        out: dict[str, Any] = {}
+        async with trio.open_nursery() as nursery:
+
+            async def one(node: str) -> None:
+                try:
+                    assert self.peers is not None
+                    out[node] = await self.peers.call(node, req)
+                except MurmurError as e:
+                    log.info("call_failed", to=node, request=type(req).__name__, error=e.code)
+                    return
+                if sum(1 for r in out.values() if good(r)) >= enough:
+                    nursery.cancel_scope.cancel()
+
+            for node in nodes:
+                nursery.start_soon(one, node)
+        return out
+
+    async def sync_with(self, node: str, start: int, end: int, push: bool = True) -> int:
+        """Anti-entropy for one tweet partition with one peer: compare bucket digests, list the keys of the
+        buckets that differ, pull what is newer there (and push what is newer here). -> keys exchanged.
+        Raises MurmurError when the peer cannot be reached (a catch-up that fails loses its election)."""
+        assert self.peers is not None
+        theirs = dict((await self.peers.call(node, m.DigestReq(start, end))).buckets)
+        diff = ms.differing_buckets(self.shard.digest(start, end), theirs)
+        moved = 0
+        for i in range(0, len(diff), limits.SYNC_BUCKETS_MAX):
+            chunk = diff[i : i + limits.SYNC_BUCKETS_MAX]
+            keys = (await self.peers.call(node, m.KeysReq(start, end, chunk))).keys
+            mine = dict(self.shard.keys(start, end, set(chunk)))
+            pull, push_ids = ms.exchange(mine, keys)
+            for j in range(0, len(pull), limits.GET_IDS_MAX):
+                recs = (await self.peers.call(node, m.FetchReq(pull[j : j + limits.GET_IDS_MAX]))).records
+                await self.apply(recs)
+            moved += len(pull)
+            if push:
+                for j in range(0, len(push_ids), limits.APPLY_RECORDS_MAX):
+                    await self.peers.call(node, m.ApplyReq(self.shard.records_for(push_ids[j : j + limits.APPLY_RECORDS_MAX])))
+                moved += len(push_ids)
+        if moved:
+            self.synced_keys += moved
+            log.info("synced", peer=node, start=start, end=end, keys=moved, buckets=len(diff))
+        return moved
+
+    def _next_version(self, current: int, epoch: int) -> int:
+        if current >> EPOCH_SHIFT > epoch:
+            raise Unavailable("a newer master has written this tweet; retry")
+        self._seq = max(self._seq, current & SEQ_MASK if current >> EPOCH_SHIFT == epoch else 0) + 1
+        return make_version(epoch, self._seq)
+
+    def _prepare(self, op: m.WriteOp, now: int, epoch: int) -> tuple[Record | None, m.WriteResult | None]:
         """Check one write against this master's copy. -> (record to replicate, or None; a final result, or None)."""
         sh = self.shard
         if isinstance(op, m.CreateOp):
-            if self.placement.master_of_tweet(op.id) != self.me:
-                raise MurmurError(f"{self.me} is not the master of tweet {op.id}")
             if op.id in sh.tombstones:
                 if op.generated:
                     return None, m.WriteResult("error", code="id_taken")
@@ -196,13 +343,13 @@ class NodeService:
                 raise Conflict(f"tweet {op.id} exists with other content", "id")
             t = op.tweet
             a = analyse(t.text)
-            tweet = build_tweet(t, op.id, op.created_at_ms, a, self._next_version(0))
+            tweet = build_tweet(t, op.id, op.created_at_ms, a, self._next_version(0, epoch))
             return PutTweet(tweet, tuple(sorted(analysed_terms(a, t.user, t.lang)))), m.WriteResult("created", tweet)
         old = sh.tweets.get(op.id)
         if old is None:
             raise NotFound(f"no tweet with id {op.id}", "id")
         if isinstance(op, m.DeleteOp):
-            rec = DeleteTweet(op.id, self._next_version(old.version), now, tuple(sorted(index_terms(old)[0])))
+            rec = DeleteTweet(op.id, self._next_version(old.version, epoch), now, tuple(sorted(index_terms(old)[0])))
             return rec, m.WriteResult("ok")
         p = op.patch
         changes: dict[str, Any] = {}
@@ -215,7 +362,7 @@ class NodeService:
             changes["retweets"] = p.retweets
         if not changes:
             return PutTweet(old, tuple(sorted(index_terms(old)[0]))), m.WriteResult("ok", old)
-        new = msgspec.structs.replace(old, version=self._next_version(old.version), **changes)
+        new = msgspec.structs.replace(old, version=self._next_version(old.version, epoch), **changes)
         new_terms = analysed_terms(a, new.user, new.lang) if "text" in changes else index_terms(new)[0]
         gone = index_terms(old)[0] - new_terms
         return PutTweet(new, tuple(sorted(new_terms)), tuple(sorted(gone))), m.WriteResult("ok", new)
@@ -223,12 +370,34 @@ class NodeService:
     async def write(self, ops: list[m.WriteOp]) -> list[m.WriteResult]:
         if len(ops) > limits.WRITE_OPS_MAX:
             raise MurmurError("too many writes in one request")
-        now = self.clock_ms()
         results: list[m.WriteResult | None] = [None] * len(ops)
-        pending: list[tuple[int, Record]] = []
-        for i, op in enumerate(ops):
+        parts = [self.placement.tweet_partition(op.id) for op in ops]
+        epochs: dict[int, int] = {}
+        failed: dict[int, MurmurError] = {}
+
+        async def elect(pid: int, replicas: tuple[str, ...]) -> None:
             try:
-                rec, res = self._prepare(op, now)
+                epochs[pid] = await self.ensure_master(pid, replicas)
+            except MurmurError as e:
+                failed[pid] = e
+
+        async with trio.open_nursery() as n:
+            for pid, replicas in dict(parts).items():
+                if self.me in replicas:
+                    n.start_soon(elect, pid, replicas)
+                else:
+                    failed[pid] = NotOwner(f"{self.me} does not replicate partition {pid}")
+        now = self.clock_ms()
+        pending: list[tuple[int, Record]] = []
+        fences: dict[int, int] = {}
+        for i, op in enumerate(ops):
+            pid = parts[i][0]
+            if pid in failed:
+                e = failed[pid]
+                results[i] = m.WriteResult("error", code=e.code, message=e.message, field=e.field)
+                continue
+            try:
+                rec, res = self._prepare(op, now, epochs[pid])
             except MurmurError as e:
                 results[i] = m.WriteResult("error", code=e.code, message=e.message, field=e.field)
                 continue
@@ -236,10 +405,11 @@ class NodeService:
             if rec is not None:
                 self._apply_one(rec, now)  # visible to the next op's checks before any await
                 pending.append((i, rec))
+                fences[pid] = epochs[pid]
         mine = {_rec_id(r) for _, r in pending} - self._writing
         self._writing |= mine
         try:
-            acked = await self.replicate(pending)
+            acked = await self.replicate(pending, fences)
             ids = {_rec_id(r) for i, r in pending if i in acked}
             indexed = await self.drive_outbox(ids)
         finally:
@@ -252,29 +422,42 @@ class NodeService:
                 )
         return [r if r is not None else m.WriteResult("error", code="internal") for r in results]
 
-    async def replicate(self, items: list[tuple[int, Record]]) -> set[int]:
-        """Send each record to every replica of its tweet partition (this node included); -> keys acked by W."""
+    async def replicate(self, items: list[tuple[int, Record]], fences: dict[int, int]) -> set[int]:
+        """Send each record to every replica of its tweet partition (this node included), fenced by this
+        master's epochs; -> keys acked by W."""
         by_node: dict[str, list[tuple[int, Record]]] = {}
         for key, rec in items:
             for node in self.placement.tweet(_rec_id(rec))[1]:
                 by_node.setdefault(node, []).append((key, rec))
-        acks = await self._fan_out(by_node)
+        acks = await self._fan_out(by_node, fences)
         return {k for k, nodes in acks.items() if len(nodes) >= self.w}
 
-    async def _fan_out(self, by_node: dict[str, list[tuple[int, Record]]]) -> dict[int, set[str]]:
+    async def _fan_out(
+        self, by_node: dict[str, list[tuple[int, Record]]], fences: dict[int, int] | None = None
+    ) -> dict[int, set[str]]:
         """Apply each node's records there (here, for this node), in bounded batches, all nodes in parallel.
-        -> key -> the nodes that acknowledged it (durably stored)."""
+        -> key -> the nodes that acknowledged it (durably stored). A replica that refuses a fence has promised
+        a newer master: this node stops ordering those partitions."""
         acks: dict[int, set[str]] = {}
 
         async def send(node: str, batch: list[tuple[int, Record]]) -> None:
+            recs = [r for _, r in batch]
+            fence = None
+            if fences:
+                pids = {self.placement.tweet_partition(_rec_id(r))[0] for r in recs}
+                fence = [(p, fences[p]) for p in sorted(pids) if p in fences]
             try:
                 if node == self.me:
-                    await self.apply([r for _, r in batch])
+                    await self.apply(recs, fence)
                 else:
                     assert self.peers is not None
-                    await self.peers.call(node, m.ApplyReq([r for _, r in batch]))
+                    await self.peers.call(node, m.ApplyReq(recs, fence or []))
             except MurmurError as e:
                 log.warning("apply_failed", to=node, records=len(batch), error=e.code)
+                if e.code == NotOwner.code and fence:
+                    for p, epoch in fence:
+                        if self.mastered.get(p) == epoch:
+                            del self.mastered[p]
                 return
             for k, _ in batch:
                 acks.setdefault(k, set()).add(node)
@@ -344,7 +527,7 @@ class NodeService:
         mine = [
             i
             for i in itertools.islice(self.shard.outbox, limits.OUTBOX_BATCH_MAX * 4)
-            if i not in self._driving and i not in self._writing and self.placement.master_of_tweet(i) == self.me
+            if i not in self._driving and i not in self._writing and self.acting_master(i) == self.me
         ][: limits.OUTBOX_BATCH_MAX]
         if not mine:
             return 0
@@ -356,9 +539,43 @@ class NodeService:
         return len(done)
 
 
+    async def anti_entropy_loop(self) -> None:
+        """Compare one tweet partition with one peer every interval, round robin, so that replicas converge
+        even for data nobody reads (a bounded rate: a full pass takes partitions x interval)."""
+        while True:
+            await trio.sleep(limits.ANTI_ENTROPY_INTERVAL_S)
+            await self.anti_entropy_step()
+
+    async def anti_entropy_step(self) -> int:
+        """Sync the next (partition, peer) pair of this node's round robin. -> keys exchanged."""
+        ring, n = self.placement.ring, self.placement.n
+        pairs = [
+            (start, end, peer)
+            for start, end in ring.partitions()
+            for peer in ring.preference_list(end, n)
+            if self.me in ring.preference_list(end, n) and peer != self.me
+        ]
+        for _ in range(len(pairs)):
+            start, end, peer = pairs[self._ae_cursor % len(pairs)]
+            self._ae_cursor += 1
+            if self.is_up(peer):
+                try:
+                    return await self.sync_with(peer, start, end)
+                except MurmurError as e:
+                    log.info("anti_entropy_failed", peer=peer, error=e.code)
+                    return 0
+        return 0
+
+    def acting_master(self, tweet_id: int) -> str | None:
+        """The first replica of the tweet's partition that is up as this node sees it (where writes go)."""
+        return next((n for n in self.placement.tweet(tweet_id)[1] if n == self.me or self.is_up(n)), None)
+
+
 def _rec_id(r: Record) -> int:
     if isinstance(r, PutTweet):
         return r.tweet.id
     if isinstance(r, DeleteTweet):
         return r.id
+    if isinstance(r, Promise):
+        raise TypeError("a promise names a partition, not a tweet")
     return r.tweet_id

@@ -41,6 +41,11 @@ class MembershipConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     gossip_nodes: int = 3
     """Random members (alive or suspect) sent a Gossip packet of queued updates every gossip_interval_s."""
 
+    gossip_to_dead_s: float = 30.0
+    """Seconds after a member is declared dead (not left) during which gossip rounds may still pick it, as
+    memberlist's GossipToTheDeadTime: a node wrongly declared dead (paused, cut off) hears it and refutes at
+    once instead of waiting for the next full-state exchange."""
+
     gossip_interval_s: float = 0.2
     """Seconds between gossip rounds; no packet is sent when the update queue is empty."""
 
@@ -72,6 +77,7 @@ class MembershipConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         need("retransmit_mult", 1 <= self.retransmit_mult <= 100, "must be 1..100")
         need("gossip_nodes", 0 <= self.gossip_nodes <= 64, "must be 0..64")
         need("gossip_interval_s", self.gossip_interval_s > 0, "must be > 0")
+        need("gossip_to_dead_s", self.gossip_to_dead_s >= 0, "must be >= 0")
         need("push_pull_interval_s", self.push_pull_interval_s > 0, "must be > 0")
         need("awareness_max_multiplier", 1 <= self.awareness_max_multiplier <= 64, "must be 1..64")
         need("dead_keep_s", self.dead_keep_s > 0, "must be > 0")

@@ -455,9 +455,15 @@ class Membership:
 
     def _maybe_gossip(self, now: float, out: list[Outgoing]) -> None:
         self._gossip_at = now + self.cfg.gossip_interval_s
-        if not len(self.queue) or not len(self._live):
+        recent_dead = [
+            n
+            for n in self._gone.items
+            if self._members[n].state == State.DEAD and now - self._members[n].since <= self.cfg.gossip_to_dead_s
+        ]
+        targets = [*self._live.items, *recent_dead]
+        if not len(self.queue) or not targets:
             return
-        for n in self.rng.sample(self._live.items, min(self.cfg.gossip_nodes, len(self._live))):
+        for n in self.rng.sample(targets, min(self.cfg.gossip_nodes, len(targets))):
             msg = self._with_piggyback(lambda p: m.Gossip(self.name, p))
             assert isinstance(msg, m.Gossip)
             if not msg.piggyback:

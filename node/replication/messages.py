@@ -14,9 +14,12 @@ from node.shard import DeleteTweet, Record
 
 
 class ApplyReq(msgspec.Struct, frozen=True, tag=1, array_like=True):
-    """Store these records durably (WAL) and apply them; the answer means they are on disk per the fsync policy."""
+    """Store these records durably (WAL) and apply them; the answer means they are on disk per the fsync policy.
+    `fence`: (partition token, epoch) of the master sending new writes; refused (not_owner) when this replica has
+    promised a newer epoch for one of them. Repairs and catch-up send no fence: they carry existing versions."""
 
     records: list[Record]
+    fence: list[tuple[int, int]] = []
 
 
 class ApplyResp(msgspec.Struct, frozen=True, tag=2, array_like=True):
@@ -132,9 +135,51 @@ class QueryResp(msgspec.Struct, frozen=True, tag=19, array_like=True):
     result: WindowResult
 
 
+class PromiseReq(msgspec.Struct, frozen=True, tag=20, array_like=True):
+    """A candidate master asks: promise to refuse writes for partition `pid` from epochs below `epoch`."""
+
+    pid: int
+    epoch: int
+
+
+class PromiseResp(msgspec.Struct, frozen=True, tag=21, array_like=True):
+    ok: bool
+    epoch: int  # ok: the epoch promised; refused: the highest epoch this node knows (promised or in its data)
+
+
+class DigestReq(msgspec.Struct, frozen=True, tag=22, array_like=True):
+    """The bucket digests of the tweet partition (start, end] (node.shard.Shard.digest)."""
+
+    start: int
+    end: int
+
+
+class DigestResp(msgspec.Struct, frozen=True, tag=23, array_like=True):
+    buckets: list[tuple[int, int]]  # (bucket, XOR of key hashes); empty buckets left out
+
+
+class KeysReq(msgspec.Struct, frozen=True, tag=24, array_like=True):
+    start: int
+    end: int
+    buckets: list[int]
+
+
+class KeysResp(msgspec.Struct, frozen=True, tag=25, array_like=True):
+    keys: list[tuple[int, int]]  # (tweet id, version), tombstones included
+
+
+class FetchReq(msgspec.Struct, frozen=True, tag=26, array_like=True):
+    ids: list[int]
+
+
+class FetchResp(msgspec.Struct, frozen=True, tag=27, array_like=True):
+    records: list[Record]  # the tweet or tombstone with the index work pending for it
+
+
 Message = (
     ApplyReq | ApplyResp | WindowReq | WindowResp | ProbeReq | ProbeResp | GetReq | GetResp | WriteReq | WriteResp
-    | TrendsReq | TrendsResp | PingReq | PingResp | QueryReq | QueryResp
+    | TrendsReq | TrendsResp | PingReq | PingResp | QueryReq | QueryResp | PromiseReq | PromiseResp | DigestReq
+    | DigestResp | KeysReq | KeysResp | FetchReq | FetchResp
 )
 
 _enc = msgspec.msgpack.Encoder()

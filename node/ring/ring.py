@@ -101,6 +101,11 @@ class Ring:
         self._pref_cache[key] = res
         return res
 
+    def range_of(self, pid: int) -> tuple[int, int]:
+        """(start exclusive, end inclusive) of the partition named by ring token `pid`."""
+        i = self.partition_index(pid)
+        return self._tokens[i - 1], self._tokens[i]
+
     def partitions(self) -> list[tuple[int, int]]:
         """(start exclusive, end inclusive) token ranges, in ring order; the first one wraps around."""
         t = self._tokens

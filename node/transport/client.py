@@ -177,6 +177,13 @@ class PeerPool:
         peer = self._peers.get(addr)
         return peer is not None and peer.conn is not None and not peer.conn.closed
 
+    def retry_now(self, addr: Addr) -> None:
+        """Forget the connect backoff of `addr` (membership just saw it come alive): the next call connects
+        at once instead of failing fast until the backoff expires."""
+        peer = self._peers.get(addr)
+        if peer is not None and (peer.conn is None or peer.conn.closed):
+            peer.backoff.on_success()
+
     def connect_count(self, addr: Addr) -> int:
         """Successful connects to `addr` so far (1 + reconnects); for metrics and tests."""
         peer = self._peers.get(addr)

@@ -45,6 +45,9 @@ class Net:
         net = self
 
         class Caller:
+            def is_up(self, node: str) -> bool:
+                return node not in net.down
+
             async def call(self, node: str, req: Any, timeout_s: float = 5.0) -> Any:
                 if node in net.down or me in net.down:
                     raise Unavailable(f"{node} is down")
@@ -68,6 +71,7 @@ def cluster(
             n, (shards or {}).get(n) or Shard(), logs[n], placement, 2, lambda: 1_700_000_000_000
         )
         svc.peers = net.caller(n)
+        svc.is_up = svc.peers.is_up
         net.services[n] = svc
         coords[n] = ClusterCoordinator(
             n,
@@ -106,6 +110,14 @@ def test_w_unreachable_is_503_and_the_outbox_finishes_the_indexing_later() -> No
         net, coords, _ = cluster()
         tid = next(i for i in range(1, 10_000) if coords["a"].placement.master_of_tweet(i) == "a")
         net.down = {"b", "c"}
+        # No election can be won alone: refused before anything is stored.
+        with pytest.raises(Unavailable):
+            await coords["a"].create_tweet(TweetIn(text="lonely tweet", user="u", id=tid))
+        assert tid not in net.services["a"].shard.tweets
+        net.down = set()
+        pid = coords["a"].placement.tweet_partition(tid)[0]
+        await net.services["a"].ensure_master(pid, coords["a"].placement.tweet(tid)[1])
+        net.down = {"b", "c"}  # a master already elected stores locally, then misses W
         with pytest.raises(Unavailable):
             await coords["a"].create_tweet(TweetIn(text="lonely tweet", user="u", id=tid))
         assert tid in net.services["a"].shard.outbox  # kept, not acknowledged

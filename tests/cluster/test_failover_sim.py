@@ -1,0 +1,92 @@
+"""Failover in one process (the in-memory Net of test_service_sim): a dead master's partition is taken over by
+the next replica after it has caught up; a master cut off and outvoted cannot acknowledge writes any more and
+steps down; anti-entropy brings a replica that missed writes up to date. Real processes: test_cluster_failover.py."""
+
+from __future__ import annotations
+
+import trio
+from test_service_sim import cluster
+
+from node.model import TweetIn, TweetPatch
+from node.replication import messages as m
+from node.shard import EPOCH_SHIFT
+
+
+def _tweet_mastered_by(coords, first: str, second: str) -> int:  # type: ignore[no-untyped-def]
+    pl = coords["a"].placement
+    return next(i for i in range(1, 100_000) if pl.tweet(i)[1][:2] == (first, second))
+
+
+def test_a_dead_masters_partition_takes_writes_after_catching_up() -> None:
+    async def main() -> None:
+        net, coords, _ = cluster()
+        tid = _tweet_mastered_by(coords, "a", "b")
+        pid = coords["a"].placement.tweet_partition(tid)[0]
+        net.down = {"b"}
+        await coords["c"].create_tweet(TweetIn(text="first words", user="u", id=tid))  # acked by a and c
+        assert tid not in net.services["b"].shard.tweets
+        net.down = {"a"}  # the master dies; b (next in line) never saw the tweet
+        t = await coords["c"].patch_tweet(tid, TweetPatch(text="second words"))
+        assert t.text == "second words"
+        svc_b = net.services["b"]
+        assert pid in svc_b.mastered  # b took over ...
+        assert svc_b.shard.tweets[tid].text == "second words"  # ... after pulling the tweet from c
+        assert t.version >> EPOCH_SHIFT == svc_b.mastered[pid] > 1
+        net.down = set()
+        for n in ("a", "b", "c"):
+            assert (await coords[n].get_tweet(tid)).text == "second words"
+
+    trio.run(main)
+
+
+def test_an_outvoted_master_cannot_acknowledge_and_steps_down() -> None:
+    async def main() -> None:
+        net, coords, _ = cluster()
+        tid = _tweet_mastered_by(coords, "a", "b")
+        pid = coords["a"].placement.tweet_partition(tid)[0]
+        await coords["a"].create_tweet(TweetIn(text="v one", user="u", id=tid))
+        old_epoch = net.services["a"].mastered[pid]
+        net.down = {"a"}  # a is cut off but keeps running, still believing it is master
+        await coords["b"].patch_tweet(tid, TweetPatch(text="v two"))
+        assert net.services["b"].mastered[pid] > old_epoch
+        net.down = set()
+        # a writes in its old epoch: every replica refuses the fence, so nothing is acknowledged ...
+        (res,) = await net.services["a"].write([m.PatchOp(tid, TweetPatch(text="stale master"))])
+        assert res.status == "error" and res.code == "unavailable"
+        assert pid not in net.services["a"].mastered  # ... and a stepped down
+        for n in ("b", "c"):
+            assert net.services[n].shard.tweets[tid].text == "v two"
+        # routed to a again, it wins a new election, catches up and writes above b's versions
+        t = await coords["a"].patch_tweet(tid, TweetPatch(text="v three"))
+        assert net.services["a"].mastered[pid] > net.services["b"].shard.promised[pid] - 1
+        assert pid not in net.services["b"].mastered
+        for n in ("a", "b", "c"):
+            assert (await coords[n].get_tweet(tid)).text == "v three"
+        assert t.version > net.services["b"].shard.tweets[tid].version - 1
+
+    trio.run(main)
+
+
+def test_anti_entropy_repairs_a_replica_nobody_reads() -> None:
+    async def main() -> None:
+        net, coords, _ = cluster()
+        net.down = {"c"}
+        made = await coords["a"].bulk_create([TweetIn(text=f"quiet tweet {k}", user="u", id=5000 + k) for k in range(60)])
+        assert all(not isinstance(x, Exception) for x in made)
+        gone = 5000 + 7
+        await coords["a"].delete_tweet(gone)
+        net.down = set()
+        svc = net.services["c"]
+        ring = svc.placement.ring
+        want = {i for i in range(5000, 5060) if "c" in svc.placement.tweet(i)[1]}
+        assert not want & set(svc.shard.tweets)
+        for _ in range(len(ring.partitions()) * 2):
+            await svc.anti_entropy_step()
+        assert want - {gone} <= set(svc.shard.tweets)
+        assert gone not in svc.shard.tweets and (gone in svc.shard.tombstones or gone not in want)
+        for start, end in ring.partitions():
+            reps = ring.preference_list(end, 3)
+            digests = [net.services[n].shard.digest(start, end) for n in reps]
+            assert all(d == digests[0] for d in digests)
+
+    trio.run(main)
