@@ -216,7 +216,9 @@ class ClusterCoordinator:
             pass  # bounded: anti-entropy brings the copy up to date later
 
     async def get_tweet(self, tweet_id: int) -> Tweet:
-        found, _partial = await self._hydrate([tweet_id])
+        found, partial = await self._hydrate([tweet_id])
+        if partial:  # fewer than R copies answered: the one that did may be stale (or miss the tweet)
+            raise Unavailable(f"tweet {tweet_id}: fewer than R={self.r} replicas answered")
         t = found.get(tweet_id)
         if t is None:
             raise NotFound(f"no tweet with id {tweet_id}", "id")

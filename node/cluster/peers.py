@@ -23,6 +23,15 @@ UP_STATES = ("alive", "suspect", "unknown")  # suspect still routes (SWIM); "unk
 OnChange = Callable[[str, str], None]
 
 
+async def call_local(service: Any, req: Any, me: str, timeout_s: float) -> Any:
+    """A call to this node's own service, with the same deadline and the same error as a remote call."""
+    try:
+        with trio.fail_after(timeout_s):
+            return await service.handle(req, me)
+    except trio.TooSlowError:
+        raise Unavailable(f"{type(req).__name__} on this node took longer than {timeout_s} s") from None
+
+
 class Peers:
     def __init__(self, me: str, service: Any, pool: Any, addrs: dict[str, tuple[str, int]]) -> None:
         self.me = me
@@ -60,8 +69,7 @@ class Peers:
 
     async def call(self, node: str, req: Any, timeout_s: float = limits.RPC_TIMEOUT_S) -> Any:
         if node == self.me:
-            with trio.fail_after(timeout_s):
-                return await self.service.handle(req, self.me)
+            return await call_local(self.service, req, self.me, timeout_s)
         body = await self.pool.call(self.addrs[node], type(req).__name__, m.encode(req), timeout_s)
         return m.decode(body)
 

@@ -261,10 +261,21 @@ class NodeService:
                     raise Unavailable(f"partition {pid}: {len(got) + 1} replicas answered the election, {need} needed")
                 continue  # outbid: try again above the highest epoch we heard of
             # Catch up: every acknowledged write is on one of the promisers (see mastership.py).
+            failed: list[str] = []
+
+            async def catch_up(node: str, failed: list[str] = failed) -> None:
+                try:
+                    await self.sync_with(node, *self.placement.ring.range_of(pid), False)
+                except MurmurError as e:
+                    log.info("catch_up_failed", partition=pid, peer=node, error=e.code)
+                    failed.append(node)
+
             async with trio.open_nursery() as n:
                 for node in oks:
                     if node != self.me:
-                        n.start_soon(self.sync_with, node, *self.placement.ring.range_of(pid), False)
+                        n.start_soon(catch_up, node)
+            if failed:
+                raise Unavailable(f"partition {pid}: could not catch up from {', '.join(failed)}")
             if self.shard.promised.get(pid, 0) != epoch:
                 continue  # a newer candidate won while we caught up
             self.mastered[pid] = epoch
@@ -406,6 +417,14 @@ class NodeService:
                 self._apply_one(rec, now)  # visible to the next op's checks before any await
                 pending.append((i, rec))
                 fences[pid] = epochs[pid]
+        unconfirmed = {
+            parts[i][0] for i, r in enumerate(results) if r is not None and r.code in (NotFound.code, Conflict.code)
+        }
+        if unconfirmed:
+            lost = await self._confirm({p: epochs[p] for p in unconfirmed})
+            for i, r in enumerate(results):
+                if r is not None and r.code in (NotFound.code, Conflict.code) and parts[i][0] in lost:
+                    results[i] = m.WriteResult("error", code="unavailable", message="mastership not confirmed; retry")
         mine = {_rec_id(r) for _, r in pending} - self._writing
         self._writing |= mine
         try:
@@ -421,6 +440,34 @@ class NodeService:
                     "error", code="unavailable", message=f"tweet {tid}: fewer than W={self.w} copies answered"
                 )
         return [r if r is not None else m.WriteResult("error", code="internal") for r in results]
+
+    async def _confirm(self, fences: dict[int, int]) -> set[int]:
+        """Before a definite answer that writes nothing (not found, conflict), check that W replicas (this node
+        included) still accept this master's epoch: a deposed master's copy may lack a newer master's writes.
+        -> the partitions not confirmed."""
+        lost: set[int] = set()
+
+        async def one(pid: int, epoch: int) -> None:
+            replicas = self.placement.ring.preference_list(pid, self.placement.n)
+            others = [n for n in replicas if n != self.me and self.is_up(n)]
+            acks = 1
+            for node in others:  # sequential: a confirmation is rare (error answers only) and needs W - 1 acks
+                if acks >= self.w:
+                    break
+                try:
+                    assert self.peers is not None
+                    await self.peers.call(node, m.ApplyReq([], [(pid, epoch)]))
+                    acks += 1
+                except MurmurError as e:
+                    if e.code == NotOwner.code and self.mastered.get(pid) == epoch:
+                        del self.mastered[pid]
+            if acks < self.w:
+                lost.add(pid)
+
+        async with trio.open_nursery() as n:
+            for pid, epoch in fences.items():
+                n.start_soon(one, pid, epoch)
+        return lost
 
     async def replicate(self, items: list[tuple[int, Record]], fences: dict[int, int]) -> set[int]:
         """Send each record to every replica of its tweet partition (this node included), fenced by this
