@@ -10,6 +10,7 @@ WRITE_OPS_MAX = 10_000  # ops in one WriteReq (a bulk request's size limit)
 ID_RETRIES_MAX = 16  # a generated id that collides is replaced this many times at most
 OUTBOX_SCAN_INTERVAL_S = 1.0  # the background outbox driver wakes this often
 OUTBOX_BATCH_MAX = 2000  # outbox entries driven per pass
+OUTBOX_REPLICA_GRACE_S = 30.0  # a replica drives an outbox entry it still holds after this long
 REPAIRS_IN_FLIGHT_MAX = 64  # read repairs queued at once; more are dropped (anti-entropy catches them later)
 PEER_PING_INTERVAL_S = 1.0  # how often each peer's liveness is checked for /cluster and /health
 SEARCH_ROUNDS_MAX = 64  # window rounds one search may take

@@ -82,6 +82,7 @@ class NodeService:
         self.elections_won = 0
         self.synced_keys = 0  # keys pulled or pushed by catch-up and anti-entropy
         self._ae_cursor = 0
+        self._outbox_seen: dict[int, float] = {}  # outbox entries this replica is not master of -> first seen
         self._seq = shard.max_version & SEQ_MASK
         self.trends = TrendCounter()
         self._driving: dict[int, trio.Event] = {}  # outbox entries being driven now -> set when that ends
@@ -570,11 +571,24 @@ class NodeService:
             await self.drive_pending()
 
     async def drive_pending(self) -> int:
-        """One pass of the outbox driver. -> entries completed."""
+        """One pass of the outbox driver. -> entries completed. The acting master drives its partitions' entries;
+        a replica drives an entry it has held for OUTBOX_REPLICA_GRACE_S (it missed the OutboxDone, or the master
+        that had the work died): the work is idempotent, so a second driver costs time, never correctness."""
+        now = trio.current_time()
+        seen = self._outbox_seen
+        if len(seen) > 2 * len(self.shard.outbox) + 1000:
+            for i in [i for i in seen if i not in self.shard.outbox]:
+                del seen[i]
+
+        def due(i: int) -> bool:
+            if self.acting_master(i) == self.me:
+                return True
+            return now - seen.setdefault(i, now) >= limits.OUTBOX_REPLICA_GRACE_S
+
         mine = [
             i
             for i in itertools.islice(self.shard.outbox, limits.OUTBOX_BATCH_MAX * 4)
-            if i not in self._driving and i not in self._writing and self.acting_master(i) == self.me
+            if i not in self._driving and i not in self._writing and due(i)
         ][: limits.OUTBOX_BATCH_MAX]
         if not mine:
             return 0
