@@ -32,6 +32,8 @@ from node.http.server import Request, Response, error_response, serve_http
 from node.ids import SnowflakeGenerator
 from node.membership.shell import GossipShell
 from node.metrics import HttpMetrics
+from node.replication import messages as rm
+from node.replication.hints import HintStore, hint_replay_loop
 from node.ring.ring import Ring
 from node.shard import Record, Shard, decode_record
 from node.storage.recovery import open_storage
@@ -40,6 +42,7 @@ from node.transport.server import serve_rpc
 
 log = structlog.get_logger("murmur.node")
 REPAIR_QUEUE_MAX = 64
+HINT_REPLAY_INTERVAL_S = 1.0  # how often hints for peers that are up again are replayed
 
 
 def wall_ms() -> int:
@@ -119,6 +122,7 @@ async def run_node(cfg: Config, name: str, *, task_status: trio.TaskStatus[int] 
             snap = _Snapshotter(shard, st, cfg, rec.snapshot_lsn)
             del rec
             service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms)
+            service.hints = await HintStore.open(node_dir / "hints")
             ids = SnowflakeGenerator(cfg.machine_id(name))
             for i in shard.tweets:
                 ids.observe(i)
@@ -173,6 +177,13 @@ async def run_node(cfg: Config, name: str, *, task_status: trio.TaskStatus[int] 
                     nursery.start_soon(peers.repair_loop, recv_repairs)
                     nursery.start_soon(service.outbox_loop)
                     nursery.start_soon(service.anti_entropy_loop)
+
+                    async def send_hints(node: str, payloads: list[bytes]) -> None:
+                        await peers.call(node, rm.ApplyReq([decode_record(p) for p in payloads]))
+
+                    nursery.start_soon(
+                        partial(hint_replay_loop, service.hints, peers.is_up, send_hints, HINT_REPLAY_INTERVAL_S)
+                    )
                     nursery.start_soon(_stop_on_signal, nursery.cancel_scope, name)
                     log.info("serving", node=name, url=f"http://{me.host}:{port}", rpc=f"{me.host}:{me.gossip_port}")
                     task_status.started(port)

@@ -363,5 +363,11 @@ class ClusterCoordinator:
             ("murmur_index_bytes", "Estimated memory of the local index", {}, float(ix.memory_bytes())),
             ("murmur_outbox_pending", "Index work not yet on W copies of its term partitions", {}, float(len(sh.outbox))),
             ("murmur_replication_lag_records", "Index records not yet acknowledged by W copies", {}, float(len(sh.outbox))),
-            ("murmur_hints_pending", "Hinted-handoff records waiting for a down replica", {}, 0.0),
+            ("murmur_elections_won_total", "Partition master elections this node won", {}, float(self.service.elections_won)),
+            ("murmur_synced_keys_total", "Keys exchanged by catch-up and anti-entropy", {}, float(self.service.synced_keys)),
+            ("murmur_hints_pending_records", "Hinted-handoff records waiting, all down replicas together", {}, float(
+                sum(self.service.hints.pending(n) for n in self.service.hints.nodes_with_hints())
+                if self.service.hints is not None else 0
+            )),
+            *(self.service.hints.metrics_samples() if self.service.hints is not None else []),
         ]

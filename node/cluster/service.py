@@ -82,6 +82,7 @@ class NodeService:
         self.elections_won = 0
         self.synced_keys = 0  # keys pulled or pushed by catch-up and anti-entropy
         self._ae_cursor = 0
+        self.hints: Any = None  # node.replication.hints.HintStore: what a down replica missed, replayed later
         self._outbox_seen: dict[int, float] = {}  # outbox entries this replica is not master of -> first seen
         self._seq = shard.max_version & SEQ_MASK
         self.trends = TrendCounter()
@@ -502,10 +503,12 @@ class NodeService:
                     await self.peers.call(node, m.ApplyReq(recs, fence or []))
             except MurmurError as e:
                 log.warning("apply_failed", to=node, records=len(batch), error=e.code)
-                if e.code == NotOwner.code and fence:
-                    for p, epoch in fence:
+                if e.code == NotOwner.code:
+                    for p, epoch in fence or ():
                         if self.mastered.get(p) == epoch:
                             del self.mastered[p]
+                elif node != self.me and self.hints is not None:
+                    await self.hints.add(node, [encode_record(r) for r in recs])  # bounded; replayed when it is up
                 return
             for k, _ in batch:
                 acks.setdefault(k, set()).add(node)
