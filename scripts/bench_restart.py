@@ -43,6 +43,7 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=None)
     args = ap.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="murmur-restart-"))
+    root.mkdir(parents=True, exist_ok=True)
     corpus = DATA / "ira_troll_tweets.jsonl.gz"
     storage = "[storage]\nsnapshot_interval_s = 30\n" if args.snapshot else "[storage]\nsnapshot_interval_s = 0\n"
     cfg = write_config(root, NAMES, n=3, w=2, r=2, extra=storage)
