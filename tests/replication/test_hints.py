@@ -379,6 +379,11 @@ def test_metrics_samples_name_each_node(tmp_path: Path) -> None:
 # ---- the replay loop -----------------------------------------------------------------------------------------
 
 
+# The mock clock jumps only after this much real idle time: the store's file I/O runs in worker threads, which
+# trio cannot see, and a zero threshold let 1,000 mock seconds pass before a loaded machine finished one write.
+IO_SETTLE_S = 0.05
+
+
 async def _eventually(cond: Callable[[], bool], polls: int = 1000) -> None:
     """Poll once a (mock) second. Counted, not a deadline: the mock clock also jumps while a worker thread
     does file I/O, so a deadline could pass before the loop under test had a chance."""
@@ -415,7 +420,7 @@ def test_replay_loop_replays_nodes_that_are_up_and_logs_failures(tmp_path: Path)
         assert got == {"n2": _p(3), "n3": _p(2)}
 
     with capture_logs() as logs:
-        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=IO_SETTLE_S))
     assert "hint_replay_interrupted" in [e["event"] for e in logs]
 
 
@@ -443,7 +448,7 @@ def test_replay_loop_survives_a_broken_is_up_and_a_hung_send(tmp_path: Path) -> 
         assert store.pending("n2") == 1
 
     with capture_logs() as logs:
-        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=IO_SETTLE_S))
     events = [e["event"] for e in logs]
     assert events.count("hint_replay_failed") == 2 and "hint_replay_interrupted" in events
 
