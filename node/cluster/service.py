@@ -82,6 +82,7 @@ class NodeService:
         self.elections_won = 0
         self.synced_keys = 0  # keys pulled or pushed by catch-up and anti-entropy
         self._ae_cursor = 0
+        self._ae_pairs: list[tuple[int, int, str]] | None = None
         self.hints: Any = None  # node.replication.hints.HintStore: what a down replica missed, replayed later
         self._outbox_seen: dict[int, float] = {}  # outbox entries this replica is not master of -> first seen
         self._seq = shard.max_version & SEQ_MASK
@@ -158,19 +159,22 @@ class NodeService:
         if not ms.may_promise(promised, data_epoch, epoch):
             return m.PromiseResp(False, max(promised, data_epoch))
         rec = Promise(pid, epoch)
-        self.shard.apply(rec)
-        if self.mastered.get(pid, epoch) < epoch:
-            del self.mastered[pid]
-            log.info("master_stepped_down", partition=pid, epoch=epoch)
+        self._apply_one(rec, 0)
         await self.wal.append([encode_record(rec)])
         return m.PromiseResp(True, epoch)
+
+    def _step_down(self, pid: int, stale: int) -> None:
+        """Stop ordering partition `pid` if this node masters it in epoch `stale` or older."""
+        if self.mastered.get(pid, stale + 1) <= stale:
+            del self.mastered[pid]
+            log.info("master_stepped_down", partition=pid, epoch=stale)
 
     def _apply_one(self, r: Record, now: int) -> bool:
         sh = self.shard
         if isinstance(r, Promise):
             ok = sh.apply(r)
-            if ok and self.mastered.get(r.pid, r.epoch) < r.epoch:
-                del self.mastered[r.pid]
+            if ok:
+                self._step_down(r.pid, r.epoch - 1)
             return ok
         if isinstance(r, PutTweet):
             fresh = sh.version_of(r.tweet.id) == 0
@@ -461,8 +465,8 @@ class NodeService:
                     await self.peers.call(node, m.ApplyReq([], [(pid, epoch)]))
                     acks += 1
                 except MurmurError as e:
-                    if e.code == NotOwner.code and self.mastered.get(pid) == epoch:
-                        del self.mastered[pid]
+                    if e.code == NotOwner.code:
+                        self._step_down(pid, epoch)
             if acks < self.w:
                 lost.add(pid)
 
@@ -475,26 +479,28 @@ class NodeService:
         """Send each record to every replica of its tweet partition (this node included), fenced by this
         master's epochs; -> keys acked by W."""
         by_node: dict[str, list[tuple[int, Record]]] = {}
+        node_pids: dict[str, set[int]] = {}
         for key, rec in items:
-            for node in self.placement.tweet(_rec_id(rec))[1]:
+            pid, replicas = self.placement.tweet_partition(_rec_id(rec))
+            for node in replicas:
                 by_node.setdefault(node, []).append((key, rec))
-        acks = await self._fan_out(by_node, fences)
+                node_pids.setdefault(node, set()).add(pid)
+        node_fences = {nd: [(p, fences[p]) for p in sorted(pids) if p in fences] for nd, pids in node_pids.items()}
+        acks = await self._fan_out(by_node, node_fences)
         return {k for k, nodes in acks.items() if len(nodes) >= self.w}
 
     async def _fan_out(
-        self, by_node: dict[str, list[tuple[int, Record]]], fences: dict[int, int] | None = None
+        self, by_node: dict[str, list[tuple[int, Record]]], fences: dict[str, list[tuple[int, int]]] | None = None
     ) -> dict[int, set[str]]:
         """Apply each node's records there (here, for this node), in bounded batches, all nodes in parallel.
+        `fences`: per node, the (partition, epoch) of this master for the partitions of its records.
         -> key -> the nodes that acknowledged it (durably stored). A replica that refuses a fence has promised
         a newer master: this node stops ordering those partitions."""
         acks: dict[int, set[str]] = {}
 
         async def send(node: str, batch: list[tuple[int, Record]]) -> None:
             recs = [r for _, r in batch]
-            fence = None
-            if fences:
-                pids = {self.placement.tweet_partition(_rec_id(r))[0] for r in recs}
-                fence = [(p, fences[p]) for p in sorted(pids) if p in fences]
+            fence = (fences or {}).get(node)
             try:
                 if node == self.me:
                     await self.apply(recs, fence)
@@ -505,8 +511,7 @@ class NodeService:
                 log.warning("apply_failed", to=node, records=len(batch), error=e.code)
                 if e.code == NotOwner.code:
                     for p, epoch in fence or ():
-                        if self.mastered.get(p) == epoch:
-                            del self.mastered[p]
+                        self._step_down(p, epoch)
                 elif node != self.me and self.hints is not None:
                     await self.hints.add(node, [encode_record(r) for r in recs])  # bounded; replayed when it is up
                 return
@@ -612,13 +617,16 @@ class NodeService:
 
     async def anti_entropy_step(self) -> int:
         """Sync the next (partition, peer) pair of this node's round robin. -> keys exchanged."""
-        ring, n = self.placement.ring, self.placement.n
-        pairs = [
-            (start, end, peer)
-            for start, end in ring.partitions()
-            for peer in ring.preference_list(end, n)
-            if self.me in ring.preference_list(end, n) and peer != self.me
-        ]
+        pairs = self._ae_pairs
+        if pairs is None:  # the ring of a process never changes: list its (partition, peer) pairs once
+            ring, n = self.placement.ring, self.placement.n
+            pairs = self._ae_pairs = [
+                (start, end, peer)
+                for start, end in ring.partitions()
+                if self.me in (replicas := ring.preference_list(end, n))
+                for peer in replicas
+                if peer != self.me
+            ]
         for _ in range(len(pairs)):
             start, end, peer = pairs[self._ae_cursor % len(pairs)]
             self._ae_cursor += 1

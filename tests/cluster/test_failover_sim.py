@@ -5,6 +5,7 @@ steps down; anti-entropy brings a replica that missed writes up to date. Real pr
 from __future__ import annotations
 
 import trio
+import trio.testing
 from test_service_sim import cluster
 
 from node.model import TweetIn, TweetPatch
@@ -90,3 +91,25 @@ def test_anti_entropy_repairs_a_replica_nobody_reads() -> None:
             assert all(d == digests[0] for d in digests)
 
     trio.run(main)
+
+
+def test_a_replica_drives_an_outbox_entry_left_behind_after_the_grace_period() -> None:
+    from node.cluster import limits
+    from node.model import Tweet
+    from node.shard import PutTweet
+
+    async def main() -> None:
+        net, coords, _ = cluster()
+        tid = _tweet_mastered_by(coords, "a", "b")
+        svc = net.services["c"]  # a replica, not the acting master: it missed the master's OutboxDone
+        await svc.apply([PutTweet(Tweet(id=tid, created_at_ms=0, user="u", text="left behind", version=5), ("left",))])
+        assert await svc.drive_pending() == 0 and tid in svc.shard.outbox
+        await trio.sleep(limits.OUTBOX_REPLICA_GRACE_S - 1)
+        assert await svc.drive_pending() == 0
+        await trio.sleep(1)
+        assert await svc.drive_pending() == 1 and tid not in svc.shard.outbox
+        term_replicas = svc.placement.term("left")[1]
+        holders = [n for n in term_replicas if net.services[n].window([m.WindowItem("left", None, None, 5)])[0].ids == [tid]]
+        assert len(holders) >= 2  # the index work reached W copies of the term partition
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -182,6 +182,8 @@ def test_batch_limits_are_refused_and_change_nothing() -> None:
             m.WindowReq([m.WindowItem("x", None, None, 5)] * (limits.WINDOW_ITEMS_MAX + 1)),
             m.ProbeReq([m.ProbeItem("x", [1])] * (limits.WINDOW_ITEMS_MAX + 1)),
             m.WriteReq([m.DeleteOp(1)] * (limits.WRITE_OPS_MAX + 1)),
+            m.KeysReq(0, 1, list(range(limits.SYNC_BUCKETS_MAX + 1))),
+            m.FetchReq(list(range(1, limits.GET_IDS_MAX + 2))),
         ):
             with pytest.raises(MurmurError):
                 await svc.handle(req, "b")
