@@ -12,21 +12,23 @@ import hmac
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 import trio
 
+from node.cluster import rebalance as rb
 from node.cluster.coordinator import ClusterCoordinator
 from node.cluster.peers import Peers
 from node.cluster.placement import Placement
 from node.cluster.service import NodeService
 from node.config import Config
-from node.errors import MurmurError, NotFound
+from node.errors import Conflict, MurmurError, NotFound
 from node.http.api import make_handler
 from node.http.server import Request, Response, error_response, serve_http
 from node.ids import SnowflakeGenerator
@@ -34,7 +36,8 @@ from node.membership.shell import GossipShell
 from node.metrics import HttpMetrics
 from node.replication import messages as rm
 from node.replication.hints import HintStore, hint_replay_loop
-from node.ring.ring import Ring
+from node.ring import topology as tp
+from node.ring.topology import Topology
 from node.shard import Record, Shard, decode_record
 from node.storage.recovery import open_storage
 from node.transport.client import open_peer_pool
@@ -42,6 +45,10 @@ from node.transport.server import serve_rpc
 
 log = structlog.get_logger("murmur.node")
 REPAIR_QUEUE_MAX = 64
+DISCOVER_CALL_S = 2.0  # one seed's answer to "which topology?"
+DISCOVER_TIMEOUT_S = 60.0  # --join waits this long for a seed to answer
+JOIN_ATTEMPTS_MAX = 60  # a join retries (another change in progress, a member down) this often
+JOIN_RETRY_S = 5.0
 HINT_REPLAY_INTERVAL_S = 1.0  # how often hints for peers that are up again are replayed
 
 
@@ -69,42 +76,134 @@ class Forbidden(MurmurError):
     code = "forbidden"
 
 
-def internal_handler(secret: str, me: str, peers: Peers) -> Any:
-    """/internal/ over HTTP: refuses anything without the cluster secret (header x-murmur-secret)."""
+class MethodNotAllowed(MurmurError):
+    status = 405
+    code = "method_not_allowed"
+
+
+def internal_handler(
+    secret: str, me: str, peers: Peers, keeper: rb.Keeper, nursery: trio.Nursery, leave: Callable[[], Awaitable[None]]
+) -> Any:
+    """/internal/ over HTTP: refuses anything without the cluster secret (header x-murmur-secret).
+    GET /internal/peers, GET /internal/topology, POST /internal/decommission (202: this node starts leaving)."""
 
     async def handle(req: Request) -> Response:
         given = req.header(b"x-murmur-secret") or b""
         if not hmac.compare_digest(given, secret.encode()):
             return error_response(Forbidden("internal endpoints need the cluster secret", "x-murmur-secret"))
         if req.path == "/internal/peers":
-            import msgspec
-
             return Response(200, msgspec.json.encode({"node": me, "peers": peers.state}))
+        if req.path == "/internal/topology":
+            return Response(200, msgspec.json.encode(_topology_view(keeper)))
+        if req.path == "/internal/decommission":
+            if req.method != "POST":
+                return error_response(MethodNotAllowed("POST /internal/decommission starts the decommission"))
+            t = keeper.topology
+            if keeper.state != "normal" or t.moving or keeper.changing.locked():
+                why = t.change or keeper.state
+                return error_response(Conflict(f"{me} cannot leave now: {why} is in progress"))
+            try:
+                tp.begin_leave(t, me, keeper.placement.n)
+            except tp.TopologyError as e:
+                return error_response(Conflict(str(e)))
+            nursery.start_soon(_leave_logged, leave, me)
+            return Response(202, msgspec.json.encode({"node": me, "status": "leaving", "topology": t.version}))
         return error_response(NotFound(f"no internal endpoint {req.path}"))
 
     return handle
 
 
-def describe(cfg: Config, ring: Ring, placement: Placement) -> dict[str, Any]:
+async def _leave_logged(leave: Callable[[], Awaitable[None]], me: str) -> None:
+    try:
+        await leave()
+    except (MurmurError, tp.TopologyError) as e:
+        log.warning("decommission_failed", node=me, error=str(e))
+
+
+def _topology_view(keeper: rb.Keeper) -> dict[str, Any]:
+    t = keeper.topology
+
+    def side(ms: Any) -> list[dict[str, Any]] | None:
+        if ms is None:
+            return None
+        return [{"name": x.name, "host": x.host, "http_port": x.http_port, "gossip_port": x.gossip_port,
+                 "machine_id": x.machine_id, "tokens": len(x.tokens)} for x in ms]
+
+    return {"version": t.version, "members": side(t.members), "next": side(t.next), "change": t.change or None,
+            "this_node": keeper.state, "last_error": keeper.last_error}
+
+
+def describe(cfg: Config) -> dict[str, Any]:
     return {
         "cluster": cfg.cluster.name,
         "n": cfg.cluster.replication_factor,
         "w": cfg.cluster.write_quorum,
         "r": cfg.cluster.read_quorum,
         "vnodes": cfg.cluster.vnodes,
-        "partitions": len(ring.partitions()),
     }
 
 
-async def run_node(cfg: Config, name: str, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+def parse_seed(cfg: Config, seed: str) -> tuple[str, int]:
+    """--join's seed: a node name of the config, or HOST:PORT of a running node's gossip (RPC) port."""
+    if seed in cfg.names():
+        n = cfg.node(seed)
+        return n.host, n.gossip_port
+    host, sep, port = seed.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SystemExit(f"murmur: --join {seed!r}: give a node name of the config or HOST:PORT of its gossip port")
+    return host, int(port)
+
+
+async def discover(pool: Any, cfg: Config, name: str, join: str | None) -> Topology:
+    """The topology of the running cluster, from the first seeds that answer (the highest version wins). With no
+    answer: with --join, wait up to DISCOVER_TIMEOUT_S, then give up; without, this is a fresh cluster, whose
+    topology is the config's (every node computes the same one)."""
+    seeds = [(n.host, n.gossip_port) for n in cfg.nodes if n.name != name]
+    if join is not None:
+        seeds.insert(0, parse_seed(cfg, join))
+    found: list[Topology] = []
+
+    async def ask(addr: tuple[str, int]) -> None:
+        try:
+            body = await pool.call(addr, "TopologyReq", rm.encode(rm.TopologyReq()), DISCOVER_CALL_S)
+            resp = rm.decode(body)
+        except MurmurError:
+            return
+        if isinstance(resp, rm.TopologyResp) and resp.topology is not None:
+            found.append(resp.topology)
+
+    with trio.move_on_after(DISCOVER_TIMEOUT_S if join is not None else DISCOVER_CALL_S * 2):
+        while not found:
+            async with trio.open_nursery() as n:
+                for addr in dict.fromkeys(seeds):
+                    n.start_soon(ask, addr)
+            if found or join is None:
+                break
+            await trio.sleep(1.0)
+    if found:
+        return max(found, key=lambda t: t.version)
+    if join is not None:
+        raise SystemExit(f"murmur: no seed answered within {DISCOVER_TIMEOUT_S:.0f} s (--join {join})")
+    nodes = [(n.name, n.host, n.http_port, n.gossip_port, cfg.machine_id(n.name)) for n in cfg.nodes]
+    return tp.initial(nodes, cfg.cluster.vnodes)
+
+
+async def run_node(
+    cfg: Config,
+    name: str,
+    join: str | None = None,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
     me = cfg.node(name)
     node_dir = cfg.node_dir(name)
-    ring = Ring.build(cfg.names(), cfg.cluster.vnodes)
-    placement = Placement(ring, cfg.cluster.replication_factor)
-    shares = ring.shares()
-    held = {n: placement.partitions_held(n) for n in cfg.names()}
+    n_rep = cfg.cluster.replication_factor
     with _data_dir_lock(node_dir):
-        async with open_storage(node_dir / "storage", cfg.storage) as st:
+        if (node_dir / rb.LEFT_FILE).exists():
+            raise SystemExit(
+                f"murmur: {name} was decommissioned; remove it from {cfg.path}, or delete {node_dir} to join it anew"
+            )
+        async with open_storage(node_dir / "storage", cfg.storage) as st, open_peer_pool(cfg.cluster.secret, name) as pool:
             t0 = trio.current_time()
             rec = st.take_recovered()
             shard = Shard.load(rec.snapshot_blob) if rec.snapshot_blob is not None else Shard()
@@ -121,75 +220,150 @@ async def run_node(cfg: Config, name: str, *, task_status: trio.TaskStatus[int] 
             )
             snap = _Snapshotter(shard, st, cfg, rec.snapshot_lsn)
             del rec
+            topo = rb.load(node_dir) or await discover(pool, cfg, name, join)
+            target: Topology | None = None  # the change this node runs after it starts serving
+            if topo.member(name) is None:
+                target = tp.begin_join(
+                    topo, name, me.host, me.http_port, me.gossip_port, cfg.machine_id(name), cfg.cluster.vnodes
+                )
+            elif topo.moving and topo.change.split()[-1] == name:
+                target = topo  # this node's own join or leave was interrupted: finish it
+            mine = (target or topo).member(name)
+            assert mine is not None
+            placement = Placement(tp.ring_of(topo.members), n_rep)
             service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms)
             service.hints = await HintStore.open(node_dir / "hints")
-            ids = SnowflakeGenerator(cfg.machine_id(name))
+            ids = SnowflakeGenerator(mine.machine_id)
             for i in shard.tweets:
                 ids.observe(i)
-            addrs = {n.name: (n.host, n.gossip_port) for n in cfg.nodes}
-            async with open_peer_pool(cfg.cluster.secret, name) as pool:
-                peers = Peers(name, service, pool, addrs)
-                service.peers = peers
-                service.is_up = peers.is_up
-                seeds = [f"{n.host}:{n.gossip_port}" for n in cfg.nodes if n.name != name]
-                gossip = GossipShell(
-                    name, me.host, me.gossip_port, cfg.membership, cfg.cluster.secret, pool, seeds, peers.set_state
-                )
-                peers.gossip = gossip
+            peers = Peers(name, service, pool, {})
+            keeper = rb.Keeper(name, node_dir, topo, placement, service, peers)
+            await keeper.install(topo, rb.FORCE)  # persisted: a restart uses it, not the config
+            service.keeper = keeper
+            peers.on_topology = keeper.catch_up
+            service.peers = peers
+            service.is_up = peers.is_up
+            seeds = [f"{h}:{p}" for h, p in peers.addrs.values() if (h, p) != (me.host, me.gossip_port)]
+            gossip = GossipShell(
+                name, me.host, me.gossip_port, cfg.membership, cfg.cluster.secret, pool, seeds, peers.set_state
+            )
+            peers.gossip = gossip
+            share_cache: dict[int, tuple[dict[str, float], dict[str, int], int]] = {}
 
-                def members() -> list[dict[str, Any]]:
-                    return [
-                        {
-                            "name": n.name,
-                            "state": peers.state.get(n.name, "unknown"),
-                            "http": cfg.url(n.name),
-                            "gossip": f"{n.host}:{n.gossip_port}",
-                            "ring_share": round(shares.get(n.name, 0.0), 4),
-                            "partitions": {"replicated": held[n.name], "total": len(ring.partitions())},
-                            "tweets": len(shard.tweets) if n.name == name else peers.tweets.get(n.name),
-                        }
-                        for n in cfg.nodes
-                    ]
-
-                send_repairs, recv_repairs = trio.open_memory_channel[tuple[str, list[Record]]](REPAIR_QUEUE_MAX)
-                coord = ClusterCoordinator(
-                    name,
-                    placement,
-                    cfg.cluster.read_quorum,
-                    peers,
-                    ids,
-                    wall_ms,
-                    members,
-                    describe(cfg, ring, placement),
-                    send_repairs,
-                )
-                coord.service = service
-                metrics = HttpMetrics()
-                handler = make_handler(
-                    coord, metrics, cfg.http, name, internal_handler=internal_handler(cfg.cluster.secret, name, peers)
-                )
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(gossip.run)  # cancelled with the rest on SIGTERM: then it leaves (Left)
-                    await nursery.start(partial(serve_rpc, peers.dispatch, me.host, me.gossip_port, cfg.cluster.secret, name))
-                    port = await nursery.start(partial(serve_http, handler, me.host, me.http_port, cfg.http, metrics=metrics))
-                    nursery.start_soon(snap.run)
-                    nursery.start_soon(peers.count_loop)  # tweet counts for /cluster; liveness is gossip's
-                    nursery.start_soon(peers.repair_loop, recv_repairs)
-                    nursery.start_soon(service.outbox_loop)
-                    nursery.start_soon(service.anti_entropy_loop)
-
-                    async def send_hints(node: str, payloads: list[bytes]) -> None:
-                        await peers.call(node, rm.ApplyReq([decode_record(p) for p in payloads]))
-
-                    nursery.start_soon(
-                        partial(hint_replay_loop, service.hints, peers.is_up, send_hints, HINT_REPLAY_INTERVAL_S)
+            def ring_figures() -> tuple[dict[str, float], dict[str, int], int]:
+                v = keeper.topology.version
+                if v not in share_cache:
+                    share_cache.clear()
+                    ring = placement.ring
+                    share_cache[v] = (
+                        ring.shares(),
+                        {nd: placement.partitions_held(nd) for nd in ring.nodes},
+                        len(ring.partitions()),
                     )
-                    nursery.start_soon(_stop_on_signal, nursery.cancel_scope, name)
-                    log.info("serving", node=name, url=f"http://{me.host}:{port}", rpc=f"{me.host}:{me.gossip_port}")
-                    task_status.started(port)
+                return share_cache[v]
+
+            def members() -> list[dict[str, Any]]:
+                t = keeper.topology
+                shares, held, total = ring_figures()
+                out = []
+                for nm in t.names():
+                    mb = t.member(nm)
+                    assert mb is not None
+                    in_now = any(x.name == nm for x in t.members)
+                    in_next = t.next is None or any(x.name == nm for x in t.next)
+                    out.append(
+                        {
+                            "name": nm,
+                            "state": peers.state.get(nm, "unknown"),
+                            "ring": ("normal" if in_next else "leaving") if in_now else "joining",
+                            "http": f"http://{mb.host}:{mb.http_port}",
+                            "gossip": f"{mb.host}:{mb.gossip_port}",
+                            "ring_share": round(shares.get(nm, 0.0), 4),
+                            "partitions": {"replicated": held.get(nm, 0), "total": total},
+                            "tweets": len(shard.tweets) if nm == name else peers.tweets.get(nm),
+                        }
+                    )
+                return out
+
+            send_repairs, recv_repairs = trio.open_memory_channel[tuple[str, list[Record]]](REPAIR_QUEUE_MAX)
+            info = describe(cfg)
+            coord = ClusterCoordinator(
+                name, placement, cfg.cluster.read_quorum, peers, ids, wall_ms, members, info, send_repairs
+            )
+            coord.service = service
+            coord.keeper = keeper
+            metrics = HttpMetrics()
+            async with trio.open_nursery() as nursery:
+                leave = partial(_leave, keeper, n_rep, gossip, nursery.cancel_scope, node_dir)
+                handler = make_handler(
+                    coord,
+                    metrics,
+                    cfg.http,
+                    name,
+                    internal_handler=internal_handler(cfg.cluster.secret, name, peers, keeper, nursery, leave),
+                )
+                await nursery.start(gossip.run)  # cancelled with the rest on SIGTERM: then it leaves (Left)
+                await nursery.start(partial(serve_rpc, peers.dispatch, me.host, me.gossip_port, cfg.cluster.secret, name))
+                port = await nursery.start(partial(serve_http, handler, me.host, me.http_port, cfg.http, metrics=metrics))
+                nursery.start_soon(snap.run)
+                nursery.start_soon(peers.count_loop)  # tweet counts for /cluster; liveness is gossip's
+                nursery.start_soon(peers.repair_loop, recv_repairs)
+                nursery.start_soon(service.outbox_loop)
+                nursery.start_soon(service.anti_entropy_loop)
+
+                async def send_hints(node: str, payloads: list[bytes]) -> None:
+                    await peers.call(node, rm.ApplyReq([decode_record(p) for p in payloads]))
+
+                nursery.start_soon(
+                    partial(hint_replay_loop, service.hints, peers.is_up, send_hints, HINT_REPLAY_INTERVAL_S)
+                )
+                nursery.start_soon(_stop_on_signal, nursery.cancel_scope, name)
+                if target is not None:
+                    if target.member(name) is not None and any(x.name == name for x in target.next or ()):
+                        nursery.start_soon(_join, keeper, target, cfg, name)
+                    else:
+                        nursery.start_soon(leave)
+                log.info("serving", node=name, url=f"http://{me.host}:{port}", rpc=f"{me.host}:{me.gossip_port}")
+                task_status.started(port)
             with trio.CancelScope(shield=True):
                 await snap.take("graceful stop")
             log.info("stopped", node=name)
+
+
+async def _join(keeper: rb.Keeper, target: Topology, cfg: Config, name: str) -> None:
+    """Join the ring (retrying while another change is in progress or a member is down)."""
+    me = cfg.node(name)
+    for attempt in range(1, JOIN_ATTEMPTS_MAX + 1):
+        try:
+            await keeper.run(target)
+            log.info("joined", node=name, version=keeper.topology.version)
+            return
+        except (MurmurError, tp.TopologyError) as e:
+            log.warning("join_failed", node=name, attempt=attempt, error=str(e))
+        await trio.sleep(JOIN_RETRY_S)
+        t = keeper.topology
+        if t.member(name) is not None and not t.moving:
+            return  # joined after all (the settle reached us by catch-up)
+        try:
+            target = t if t.moving and t.change == f"join {name}" else tp.begin_join(
+                t, name, me.host, me.http_port, me.gossip_port, target.member(name).machine_id, cfg.cluster.vnodes  # type: ignore[union-attr]
+            )
+        except tp.TopologyError as e:
+            log.warning("join_waiting", node=name, why=str(e))
+    log.error("join_gave_up", node=name, attempts=JOIN_ATTEMPTS_MAX)
+
+
+async def _leave(
+    keeper: rb.Keeper, n: int, gossip: GossipShell, scope: trio.CancelScope, node_dir: Path
+) -> None:
+    """Decommission this node: move its ranges to the others, settle the ring without it, mark its data dir
+    so that it never rejoins by accident, then stop the process (gossip says Left on the way out)."""
+    t = keeper.topology
+    target = t if t.moving and t.change == f"leave {keeper.me}" else tp.begin_leave(t, keeper.me, n)
+    await keeper.run(target)
+    (node_dir / rb.LEFT_FILE).write_text(f"left the ring at topology version {keeper.topology.version}\n")
+    log.info("decommissioned", node=keeper.me, version=keeper.topology.version)
+    scope.cancel()
 
 
 async def _stop_on_signal(scope: trio.CancelScope, name: str) -> None:

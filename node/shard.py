@@ -12,6 +12,9 @@ Rules (the one place they live):
   that partition from an older epoch (node/replication/mastership.py); the highest promise wins.
 - Digests: every stored tweet id (tombstones included) sits in a bucket of its ring token; each bucket keeps an
   XOR of hash(id, version) so that two replicas compare a partition in a few dozen numbers (anti-entropy).
+- Streamed postings (a node taking over term ranges in a topology change) carry no versions: they are added
+  as they come, and their terms are marked `unsure` for good, so that searches check those candidates against
+  the tweet (a source may still hold a posting whose removal it missed).
 - Postings: PostingOps carry the tweet's version. A remove leaves a posting tombstone (term, id) -> version and an
   add older than it is ignored; postings are candidates only (every search result is checked against the tweet
   itself), so a stale posting costs time, never correctness.
@@ -20,12 +23,15 @@ Never touches files, sockets or clocks.
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterable
+
 import msgspec
 
 from node.index.index import InvertedIndex
 from node.model import Tweet
 from node.query.ast import Term
-from node.ring.ring import tweet_token
+from node.ring.ring import term_token, tweet_token
 
 # A version is (epoch << EPOCH_SHIFT) | sequence: it only grows; never a bare wall clock.
 EPOCH_SHIFT = 40
@@ -77,7 +83,14 @@ class Promise(msgspec.Struct, frozen=True, tag=5, array_like=True):
     epoch: int
 
 
-Record = PutTweet | DeleteTweet | PostingOps | OutboxDone | Promise
+class StreamedPostings(msgspec.Struct, frozen=True, tag=6, array_like=True):
+    """Postings of one term copied from a replica that held its partition before a topology change."""
+
+    term: str
+    ids: tuple[int, ...]
+
+
+Record = PutTweet | DeleteTweet | PostingOps | OutboxDone | Promise | StreamedPostings
 
 # Digest buckets: the top bits of a tweet's ring token. 2**14 buckets: a partition of a 5-node, 64-vnode ring
 # spans ~50 of them, so a digest is small and a differing bucket holds few keys.
@@ -139,6 +152,7 @@ class ShardState(msgspec.Struct, array_like=True):
     posting_tombstones: list[tuple[str, int, int]]  # (term, tweet id, version)
     max_version: int
     promised: list[tuple[int, int]] = []  # (partition token, epoch)
+    unsure: list[str] = []  # terms with streamed postings
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -157,6 +171,7 @@ class Shard:
         self.promised: dict[int, int] = {}  # partition token -> the highest epoch promised
         self._bucket_ids: dict[int, set[int]] = {}  # digest bucket -> tweet ids (live or tombstoned)
         self._bucket_hash: dict[int, int] = {}  # digest bucket -> XOR of key_hash(id, version)
+        self.unsure: set[str] = set()  # terms whose postings were streamed in (see the module header)
 
     def version_of(self, tweet_id: int) -> int:
         t = self.tweets.get(tweet_id)
@@ -180,6 +195,8 @@ class Shard:
                 return False
             self.promised[rec.pid] = rec.epoch
             return True
+        if isinstance(rec, StreamedPostings):
+            return self._streamed(rec)
         return self._outbox_done(rec)
 
     def _rekey(self, tweet_id: int, old: int, new: int) -> None:
@@ -250,6 +267,52 @@ class Shard:
             self.index.add(tid, fresh)
         return True
 
+    def _streamed(self, p: StreamedPostings) -> bool:
+        self.unsure.add(p.term)
+        if p.term not in self._terms:
+            self._terms[p.term] = None
+        add = self.index.add
+        for i in sorted(p.ids):  # ascending: the index's append fast path
+            add(i, (p.term,))
+        return True
+
+    def postings_in(self, terms: Iterable[str], max_ids: int) -> tuple[list[tuple[str, list[int]]], int]:
+        """The postings of `terms` (those this node has), up to about `max_ids` ids in all (a term's list is never
+        cut). -> (items, how many of `terms` were consumed)."""
+        out: list[tuple[str, list[int]]] = []
+        total = 0
+        used = 0
+        for term in terms:
+            if total >= max_ids:
+                break
+            used += 1
+            ids = list(self.index.iter_newest(Term(term)))
+            if ids:
+                out.append((term, ids))
+                total += len(ids)
+        return out, used
+
+    def terms_in(self, ranges: list[tuple[int, int]]) -> list[str]:
+        """Every term indexed here whose ring token lies in one of these disjoint (start, end] ranges, in token
+        order."""
+        spans: list[tuple[int, int]] = []  # inclusive [lo, hi], not wrapping
+        for a, b in ranges:
+            if a < b:
+                spans.append((a + 1, b))
+            else:
+                spans += [(a + 1, HASH_MASK), (0, b)]
+        spans.sort()
+        los = [lo for lo, _ in spans]
+        his = [hi for _, hi in spans]
+        picked: list[tuple[int, str]] = []
+        for term in self._terms:
+            tok = term_token(term)
+            k = bisect.bisect_right(los, tok) - 1
+            if k >= 0 and tok <= his[k]:
+                picked.append((tok, term))
+        picked.sort()
+        return [t for _, t in picked]
+
     # ------------------------------------------------------------ anti-entropy
 
     def _bucket_keys(self, b: int, partial: bool, start: int, end: int) -> list[tuple[int, int]]:
@@ -317,6 +380,7 @@ class Shard:
                 [(t, i, v) for (t, i), v in self.posting_tombstones.items()],
                 self.max_version,
                 list(self.promised.items()),
+                sorted(self.unsure),
             )
         )
 
@@ -330,6 +394,7 @@ class Shard:
         sh.outbox = {e.tweet_id: e for e in st.outbox}
         sh.posting_tombstones = {(t, i): v for t, i, v in st.posting_tombstones}
         sh.promised = dict(st.promised)
+        sh.unsure = set(st.unsure)
         for i, t in sh.tweets.items():
             sh._rekey(i, 0, t.version)
         for i, d in sh.tombstones.items():

@@ -49,7 +49,7 @@ def _cmd_node(args: argparse.Namespace) -> int:
     from node.app import run_node  # imported late: the other subcommands must not pay for the whole node
 
     try:
-        trio.run(run_node, cfg, args.name)
+        trio.run(run_node, cfg, args.name, args.join)
     except KeyboardInterrupt:
         return 130
     return 0
@@ -88,6 +88,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return run_status(_url(args))
 
 
+def _cmd_decommission(args: argparse.Namespace) -> int:
+    from node.cli.ring import run_decommission
+
+    return run_decommission(_config(args), _url(args), args.name, args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="murmur", description="Murmur: real-time tweet search on a cluster of peers"
@@ -103,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd("node", "run one node in the foreground (JSON logs on stderr)")
     sp.add_argument("--name", required=True, help="this node's name in the config")
+    sp.add_argument(
+        "--join",
+        metavar="SEED",
+        default=None,
+        help="join a running cluster through SEED (a node name of the config, or HOST:PORT of its gossip port)",
+    )
     sp.set_defaults(func=_cmd_node)
 
     sp = cmd("up", "start every node of the config in the background and wait until each answers /health")
@@ -130,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd("status", "the ring as one node sees it (like nodetool status)", url=True)
     sp.set_defaults(func=_cmd_status)
+
+    sp = cmd("decommission", "stream a node's data to the others and take it off the ring; it then stops", url=True)
+    sp.add_argument("name", metavar="NAME", help="the node that leaves")
+    sp.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for it to leave (default 600)")
+    sp.set_defaults(func=_cmd_decommission)
     return p
 
 

@@ -68,10 +68,14 @@ def format_cluster(body: dict[str, Any]) -> list[str]:
         if not isinstance(m, dict):
             continue
         state = str(m.get("state", "?"))
+        code = _STATE.get(state.lower(), state)
+        ring = {"joining": "J", "leaving": "L"}.get(str(m.get("ring", "normal")))
+        if ring is not None and len(code) == 2:
+            code = code[0] + ring
         tweets = m.get("tweets")
         rows.append(
             (
-                _STATE.get(state.lower(), state),
+                code,
                 str(m.get("name", "?")),
                 str(m.get("http", "?")),
                 str(m.get("gossip", "?")),
@@ -82,7 +86,7 @@ def format_cluster(body: dict[str, Any]) -> list[str]:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     table = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    legend = "Status: U=up D=down / State: N=normal S=suspect L=left"
+    legend = "Status: U=up D=down / State: N=normal S=suspect J=joining L=leaving or left"
     return [head, legend, *table]
 
 

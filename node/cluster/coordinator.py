@@ -66,6 +66,7 @@ class ClusterCoordinator:
         self.cluster_info = cluster_info
         self.repairs = repairs
         self.service: Any = None  # the local NodeService, for health figures
+        self.keeper: Any = None  # node.cluster.rebalance.Keeper: this node's topology, for /health and /cluster
 
     # ------------------------------------------------------------ helpers
 
@@ -147,8 +148,10 @@ class ClusterCoordinator:
         disagree = False
         for t, got in answers.items():
             if got:
-                out[t], differ = merge_windows([resp.items[pos] for _nd, resp, pos in got], asks[t][2])
-                disagree = disagree or differ
+                results = [resp.items[pos] for _nd, resp, pos in got]
+                out[t], differ = merge_windows(results, asks[t][2])
+                # streamed postings (a topology change) may hold a removed posting on every replica asked
+                disagree = disagree or differ or any(r.unsure for r in results)
         return out, partial, disagree
 
     async def _probes(self, asks: dict[str, list[int]]) -> tuple[dict[str, set[int]], bool, bool]:
@@ -161,7 +164,7 @@ class ClusterCoordinator:
             if got:
                 sets = [set(resp.present[pos]) for _nd, resp, pos in got]
                 out[t] = set().union(*sets)
-                disagree = disagree or any(x != sets[0] for x in sets[1:])
+                disagree = disagree or any(x != sets[0] for x in sets[1:]) or any(resp.unsure for _n, resp, _p in got)
         return out, partial, disagree
 
     def _holders(self, terms: set[str]) -> list[str]:
@@ -191,7 +194,7 @@ class ClusterCoordinator:
         if len(answers) < self.r:
             return None, True, False
         merged, disagree = merge_windows(answers, limit)
-        return merged, False, disagree
+        return merged, False, disagree or any(a.unsure for a in answers)
 
     async def _hydrate(self, ids: list[int]) -> tuple[dict[int, Tweet], bool]:
         """Live tweets by id, newest version of R replicas; stale replicas are repaired in the background."""
@@ -338,7 +341,12 @@ class ClusterCoordinator:
     # ------------------------------------------------------------ cluster
 
     def cluster_view(self) -> dict[str, object]:
-        return {**self.cluster_info, "coordinator": self.me, "members": self.members()}
+        out: dict[str, object] = {**self.cluster_info, "coordinator": self.me}
+        if self.keeper is not None:
+            t = self.keeper.topology
+            out.update(topology=t.version, change=t.change or None, partitions=len(self.placement.ring.partitions()))
+        out["members"] = self.members()
+        return out
 
     def health(self) -> dict[str, object]:
         members = self.members()
@@ -348,6 +356,8 @@ class ClusterCoordinator:
         out: dict[str, object] = {"status": status, "node": self.me, "tweets": tweets}
         if down:
             out["down"] = down
+        if self.keeper is not None and self.keeper.state != "normal":
+            out["ring"] = self.keeper.state  # joining: it serves no reads of its own ranges yet
         return out
 
     def metrics_samples(self) -> list[tuple[str, str, dict[str, str], float]]:

@@ -1,12 +1,13 @@
 """Calls between nodes: one entry point, `call(node, request)`, that runs locally for this node and over the
-framed RPC transport for the others; the liveness view that gossip (node.membership.shell) keeps up to date; and
+framed RPC transport for the others; the liveness view that gossip (node.membership.shell) keeps up to date
+(with the addresses of the topology's members, which grows when nodes join); and
 the server-side dispatch of incoming RPC frames ("gossip.*" to the gossip shell). The thin shell around
 node.transport; it decides nothing about liveness itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -43,6 +44,13 @@ class Peers:
         self.tweets: dict[str, int] = {}  # tweets each up peer held at its last count (count_loop)
         self.gossip: Any = None  # the GossipShell, once wired: receives the "gossip.*" RPC methods
         self._listeners: list[OnChange] = []
+        # told of a peer's newer topology version (node.cluster.rebalance.Keeper.catch_up)
+        self.on_topology: Callable[[str, int], Awaitable[None]] | None = None
+
+    def add_member(self, node: str, addr: tuple[str, int]) -> None:
+        """A node of the topology (one that joined after this process started, or moved address)."""
+        self.addrs[node] = addr
+        self.state.setdefault(node, "alive" if node == self.me else "unknown")
 
     def is_up(self, node: str) -> bool:
         """Whether to route to `node`: alive or suspect (SWIM: a suspect may just be slow), or a configured node
@@ -104,6 +112,9 @@ class Peers:
             self.tweets[node] = resp.tweets
         except MurmurError:
             self.tweets.pop(node, None)
+            return
+        if self.on_topology is not None:
+            await self.on_topology(node, resp.topology)
 
     async def repair_loop(self, repairs: trio.MemoryReceiveChannel[tuple[str, list[Record]]]) -> None:
         async for node, recs in repairs:

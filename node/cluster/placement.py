@@ -1,5 +1,9 @@
 """Where data lives (pure): the partition and replicas of a tweet id or a term on the ring, and the grouping of
-work by destination node so that a batch costs one call per node, not one per item."""
+work by destination node so that a batch costs one call per node, not one per item.
+
+While the ring moves (node/ring/topology.py), `ring` is the one reads use and `next_ring` the one being moved
+to: writes go to the replicas of both (`*_write_sets`) and need W acknowledgements in each.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,29 @@ from node.ring.ring import Ring, term_token, tweet_token
 
 
 class Placement:
-    def __init__(self, ring: Ring, n: int) -> None:
+    def __init__(self, ring: Ring, n: int, next_ring: Ring | None = None) -> None:
         self.ring = ring
         self.n = n
+        self.next_ring = next_ring
         self._term_cache: dict[str, tuple[int, tuple[str, ...]]] = {}
+
+    def install(self, ring: Ring, next_ring: Ring | None) -> None:
+        """Switch to another ring (a topology change); every cached lookup is dropped."""
+        self.ring, self.next_ring = ring, next_ring
+        self._term_cache = {}
+
+    def tweet_write_sets(self, tweet_id: int) -> tuple[tuple[str, ...], ...]:
+        """The replica sets a write of this tweet must reach W of each: one, or two while the ring moves."""
+        reps = self.tweet(tweet_id)[1]
+        if self.next_ring is None:
+            return (reps,)
+        return reps, self.next_ring.preference_list(tweet_token(tweet_id), self.n)
+
+    def term_write_sets(self, term: str) -> tuple[tuple[str, ...], ...]:
+        reps = self.term(term)[1]
+        if self.next_ring is None:
+            return (reps,)
+        return reps, self.next_ring.preference_list(term_token(term), self.n)
 
     def tweet(self, tweet_id: int) -> tuple[int, tuple[str, ...]]:
         """(partition index, replicas in preference order; the first is the master)."""
@@ -37,10 +60,10 @@ class Placement:
         return self.tweet(tweet_id)[1][0]
 
     def terms_by_node(self, terms: Iterable[str]) -> dict[str, list[str]]:
-        """node -> the terms (of `terms`) whose partitions it replicates."""
+        """node -> the terms (of `terms`) whose partitions it replicates (on either ring while the ring moves)."""
         out: dict[str, list[str]] = {}
         for t in terms:
-            for node in self.term(t)[1]:
+            for node in dict.fromkeys(n for reps in self.term_write_sets(t) for n in reps):
                 out.setdefault(node, []).append(t)
         return out
 

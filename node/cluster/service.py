@@ -15,7 +15,8 @@ Anti-entropy (`sync_with`) compares a partition's bucket digests with one peer a
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import msgspec
@@ -26,11 +27,12 @@ from node.cluster import limits
 from node.cluster.placement import Placement
 from node.errors import Conflict, MurmurError, NotFound, NotOwner, Unavailable
 from node.model import build_tweet, same_content
-from node.query.ast import Term
+from node.query.ast import Term, terms_of
 from node.query.match import analysed_terms, index_terms
 from node.replication import mastership as ms
 from node.replication import messages as m
-from node.replication.quorum import partitions_acked
+from node.ring.ring import Ring
+from node.ring.topology import gained, sources_needed
 from node.shard import (
     EPOCH_SHIFT,
     SEQ_MASK,
@@ -42,6 +44,7 @@ from node.shard import (
     PutTweet,
     Record,
     Shard,
+    StreamedPostings,
     encode_record,
     make_version,
 )
@@ -89,6 +92,11 @@ class NodeService:
         self.trends = TrendCounter()
         self._driving: dict[int, trio.Event] = {}  # outbox entries being driven now -> set when that ends
         self._writing: set[int] = set()  # tweets of writes in flight: their own write drives their outbox
+        self.keeper: Any = None  # node.cluster.rebalance.Keeper: topology messages go there
+        self.topology_version = 0
+        self._inflight: dict[int, int] = {}  # topology version -> writes/index drives started under it, running
+        self._drained = trio.Event()  # set (and replaced) whenever a version's count drops to zero
+        self._export: dict[tuple[tuple[int, int], ...], list[str]] = {}  # ranges being streamed -> their terms
         now = clock_ms()
         for t in shard.tweets.values():
             if placement.master_of_tweet(t.id) == me:
@@ -102,7 +110,7 @@ class NodeService:
         if isinstance(req, m.WindowReq):
             return m.WindowResp(self.window(req.items))
         if isinstance(req, m.ProbeReq):
-            return m.ProbeResp(self.probe(req.items))
+            return m.ProbeResp(self.probe(req.items), self.probe_unsure(req.items))
         if isinstance(req, m.GetReq):
             return self.get(req.ids)
         if isinstance(req, m.WriteReq):
@@ -112,7 +120,7 @@ class NodeService:
         if isinstance(req, m.QueryReq):
             return m.QueryResp(self.query(req))
         if isinstance(req, m.PingReq):
-            return m.PingResp(self.me, len(self.shard.tweets))
+            return m.PingResp(self.me, len(self.shard.tweets), self.topology_version)
         if isinstance(req, m.PromiseReq):
             return await self.promise(req.pid, req.epoch)
         if isinstance(req, m.DigestReq):
@@ -125,6 +133,12 @@ class NodeService:
             if len(req.ids) > limits.GET_IDS_MAX:
                 raise MurmurError("too many ids in one fetch")
             return m.FetchResp(self.shard.records_for(req.ids))
+        if isinstance(req, m.PostingsReq):
+            return self.postings_page(req)
+        if isinstance(req, m.TopologyReq | m.InstallReq | m.StreamReq):
+            if self.keeper is None:
+                raise Unavailable("this node is still starting")
+            return await self.keeper.handle(req)
         raise MurmurError(f"unexpected message {type(req).__name__}")
 
     # ------------------------------------------------------------ replica role
@@ -201,14 +215,18 @@ class NodeService:
             limit = max(1, min(it.limit, limits.WINDOW_LIMIT_MAX))
             ids = list(itertools.islice(ix.iter_newest(Term(it.term), it.max_id, it.since_id), limit + 1))
             exhausted = len(ids) <= limit
-            out.append(m.WindowResult(ids[:limit], exhausted, ix.df(it.term)))
+            out.append(m.WindowResult(ids[:limit], exhausted, ix.df(it.term), it.term in self.shard.unsure))
         return out
 
     def query(self, req: m.QueryReq) -> m.WindowResult:
         limit = max(1, min(req.limit, limits.WINDOW_LIMIT_MAX))
         it = self.shard.index.iter_newest(req.root, req.max_id, req.since_id)
         ids = list(itertools.islice(it, limit + 1))
-        return m.WindowResult(ids[:limit], len(ids) <= limit, 0)
+        unsure = bool(self.shard.unsure) and any(t in self.shard.unsure for t in terms_of(req.root))
+        return m.WindowResult(ids[:limit], len(ids) <= limit, 0, unsure)
+
+    def probe_unsure(self, items: list[m.ProbeItem]) -> bool:
+        return bool(self.shard.unsure) and any(it.term in self.shard.unsure for it in items)
 
     def probe(self, items: list[m.ProbeItem]) -> list[list[int]]:
         if len(items) > limits.WINDOW_ITEMS_MAX:
@@ -384,9 +402,46 @@ class NodeService:
         gone = index_terms(old)[0] - new_terms
         return PutTweet(new, tuple(sorted(new_terms)), tuple(sorted(gone))), m.WriteResult("ok", new)
 
+    @contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        """Count a write or index drive under the current topology version until it ends (see drain_before)."""
+        v = self.topology_version
+        self._inflight[v] = self._inflight.get(v, 0) + 1
+        try:
+            yield
+        finally:
+            self._inflight[v] -= 1
+            if not self._inflight[v]:
+                del self._inflight[v]
+                self._drained.set()
+                self._drained = trio.Event()
+
+    async def drain_before(self, version: int, timeout_s: float) -> bool:
+        """Wait until every write and index drive started under a topology older than `version` has ended.
+        -> False if some still run after timeout_s."""
+        with trio.move_on_after(timeout_s):
+            while True:
+                ev = self._drained
+                if not any(v < version for v in self._inflight):
+                    return True
+                await ev.wait()
+        return False
+
+    def topology_changed(self, version: int) -> None:
+        """The ring moved (placement already switched): partitions may have grown or split, so every mastership
+        is won again (with its catch-up) and the anti-entropy round is listed again."""
+        self.topology_version = version
+        self.mastered.clear()
+        self._ae_pairs = None
+        self._export.clear()
+
     async def write(self, ops: list[m.WriteOp]) -> list[m.WriteResult]:
         if len(ops) > limits.WRITE_OPS_MAX:
             raise MurmurError("too many writes in one request")
+        with self._in_flight():
+            return await self._write(ops)
+
+    async def _write(self, ops: list[m.WriteOp]) -> list[m.WriteResult]:
         results: list[m.WriteResult | None] = [None] * len(ops)
         parts = [self.placement.tweet_partition(op.id) for op in ops]
         epochs: dict[int, int] = {}
@@ -480,14 +535,22 @@ class NodeService:
         master's epochs; -> keys acked by W."""
         by_node: dict[str, list[tuple[int, Record]]] = {}
         node_pids: dict[str, set[int]] = {}
+        need: dict[int, tuple[tuple[str, ...], ...]] = {}
         for key, rec in items:
-            pid, replicas = self.placement.tweet_partition(_rec_id(rec))
-            for node in replicas:
+            tid = _rec_id(rec)
+            pid = self.placement.tweet_partition(tid)[0]
+            need[key] = sets = self.placement.tweet_write_sets(tid)
+            for node in _union(sets):
                 by_node.setdefault(node, []).append((key, rec))
                 node_pids.setdefault(node, set()).add(pid)
         node_fences = {nd: [(p, fences[p]) for p in sorted(pids) if p in fences] for nd, pids in node_pids.items()}
         acks = await self._fan_out(by_node, node_fences)
-        return {k for k, nodes in acks.items() if len(nodes) >= self.w}
+        # W of each replica set: while the ring moves, of the old ring's and of the new one's (joint quorum)
+        return {
+            k
+            for k, nodes in acks.items()
+            if all(len(nodes.intersection(reps)) >= self.w for reps in need[k])
+        }
 
     async def _fan_out(
         self, by_node: dict[str, list[tuple[int, Record]]], fences: dict[str, list[tuple[int, int]]] | None = None
@@ -536,6 +599,10 @@ class NodeService:
         return done_ids | {i for i in tweet_ids if i not in self.shard.outbox}
 
     async def _drive(self, entries: list[OutboxEntry]) -> set[int]:
+        with self._in_flight():
+            return await self._drive_entries(entries)
+
+    async def _drive_entries(self, entries: list[OutboxEntry]) -> set[int]:
         ev = trio.Event()
         for e in entries:
             self._driving[e.tweet_id] = ev
@@ -552,8 +619,8 @@ class NodeService:
             done: list[OutboxEntry] = []
             for k, e in enumerate(entries):
                 got = acked_by.get(k, set())
-                acks = {p: got.intersection(reps) for p, reps in map(self.placement.term, (*e.add, *e.remove))}
-                if partitions_acked(acks, acks, self.w):
+                sets = {reps for t in (*e.add, *e.remove) for reps in self.placement.term_write_sets(t)}
+                if all(len(got.intersection(reps)) >= self.w for reps in sets):
                     done.append(e)
             if done:
                 await self._finish(done)
@@ -568,7 +635,7 @@ class NodeService:
         recs = [OutboxDone(e.tweet_id, e.version) for e in done]
         by_node: dict[str, list[tuple[int, Record]]] = {}
         for k, r in enumerate(recs):
-            for node in self.placement.tweet(r.tweet_id)[1]:
+            for node in _union(self.placement.tweet_write_sets(r.tweet_id)):
                 by_node.setdefault(node, []).append((k, r))
         await self._fan_out(by_node)
 
@@ -638,9 +705,78 @@ class NodeService:
                     return 0
         return 0
 
+    # ------------------------------------------------------------ topology changes
+
+    def postings_page(self, req: m.PostingsReq) -> m.PostingsResp:
+        """One page of the postings of the term ranges a gaining node streams from this one. The term list of
+        the ranges is made once per stream (a scan of every term here) and kept for its later pages."""
+        if len(req.ranges) > limits.STREAM_RANGES_MAX:
+            raise MurmurError("too many ranges in one postings request")
+        key = tuple(sorted((a, b) for a, b in req.ranges))
+        terms = self._export.get(key)
+        if terms is None:
+            if len(self._export) >= 4:  # bounded: a few streams at once at most
+                self._export.clear()
+            terms = self._export[key] = self.shard.terms_in(list(key))
+        items, used = self.shard.postings_in(
+            itertools.islice(terms, max(0, req.offset), None), max(1, min(req.max_ids, limits.STREAM_IDS_MAX))
+        )
+        nxt = max(0, req.offset) + used
+        if nxt >= len(terms):
+            self._export.pop(key, None)
+            return m.PostingsResp(items, None)
+        return m.PostingsResp(items, nxt)
+
+    async def stream_gained(self, old: Ring, new: Ring) -> tuple[int, int]:
+        """Pull every range this node replicates on `new` but not on `old` (tweets, then postings) from enough of
+        its old replicas that every write acknowledged on `old` arrives. -> (tweet keys, posting ids) pulled.
+        Raises Unavailable when too few old replicas answer."""
+        by_sources: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+        for start, end, was in gained(old, new, self.placement.n, self.me):
+            by_sources.setdefault(was, []).append((start, end))
+        tweets = postings = 0
+        for was, ranges in by_sources.items():
+            need = sources_needed(len(was), self.w)
+            done = 0
+            for src in [n for n in was if n != self.me and self.is_up(n)]:
+                try:
+                    for start, end in ranges:
+                        tweets += await self.sync_with(src, start, end, push=False)
+                    postings += await self._pull_postings(src, ranges)
+                except MurmurError as e:
+                    log.info("stream_source_failed", source=src, ranges=len(ranges), error=e.code)
+                    continue
+                done += 1
+                if done >= need:
+                    break
+            if done < need:
+                raise Unavailable(f"{len(ranges)} ranges: {done} of their old replicas streamed, {need} needed")
+        log.info("streamed", tweets=tweets, postings=postings, ranges=sum(map(len, by_sources.values())))
+        return tweets, postings
+
+    async def _pull_postings(self, src: str, ranges: list[tuple[int, int]]) -> int:
+        assert self.peers is not None
+        got = 0
+        offset: int | None = 0
+        while offset is not None:
+            req = m.PostingsReq(ranges, offset, limits.STREAM_IDS_MAX)
+            resp = await self.peers.call(src, req, timeout_s=limits.STREAM_PAGE_TIMEOUT_S)
+            recs: list[Record] = [StreamedPostings(t, tuple(ids)) for t, ids in resp.items]
+            for i in range(0, len(recs), limits.APPLY_RECORDS_MAX):
+                await self.apply(recs[i : i + limits.APPLY_RECORDS_MAX])
+            got += sum(len(ids) for _, ids in resp.items)
+            if resp.next is not None and resp.next <= offset:
+                raise MurmurError(f"{src} sent a postings page that does not advance")
+            offset = resp.next
+        return got
+
     def acting_master(self, tweet_id: int) -> str | None:
         """The first replica of the tweet's partition that is up as this node sees it (where writes go)."""
         return next((n for n in self.placement.tweet(tweet_id)[1] if n == self.me or self.is_up(n)), None)
+
+
+def _union(sets: tuple[tuple[str, ...], ...]) -> list[str]:
+    return list(dict.fromkeys(n for reps in sets for n in reps))
 
 
 def _rec_id(r: Record) -> int:
@@ -648,6 +784,6 @@ def _rec_id(r: Record) -> int:
         return r.tweet.id
     if isinstance(r, DeleteTweet):
         return r.id
-    if isinstance(r, Promise):
-        raise TypeError("a promise names a partition, not a tweet")
+    if isinstance(r, Promise | StreamedPostings):
+        raise TypeError(f"a {type(r).__name__} names no tweet")
     return r.tweet_id

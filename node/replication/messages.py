@@ -10,6 +10,7 @@ import msgspec
 
 from node.model import Tweet, TweetIn, TweetPatch
 from node.query.ast import And
+from node.ring.topology import Topology
 from node.shard import DeleteTweet, Record
 
 
@@ -37,6 +38,7 @@ class WindowResult(msgspec.Struct, frozen=True, array_like=True):
     ids: list[int]  # newest first, at most `limit`
     exhausted: bool  # no more ids below the last one (within since_id)
     df: int  # the term's whole posting count here
+    unsure: bool = False  # a term's postings here were streamed in a topology change: check candidates
 
 
 class WindowReq(msgspec.Struct, frozen=True, tag=3, array_like=True):
@@ -58,6 +60,7 @@ class ProbeReq(msgspec.Struct, frozen=True, tag=5, array_like=True):
 
 class ProbeResp(msgspec.Struct, frozen=True, tag=6, array_like=True):
     present: list[list[int]]  # per item: the ids that have the term
+    unsure: bool = False  # some term's postings here were streamed in: check the candidates
 
 
 class GetReq(msgspec.Struct, frozen=True, tag=7, array_like=True):
@@ -120,6 +123,7 @@ class PingReq(msgspec.Struct, frozen=True, tag=16, array_like=True):
 class PingResp(msgspec.Struct, frozen=True, tag=17, array_like=True):
     node: str
     tweets: int
+    topology: int = 0  # the version of this node's topology: a node behind fetches the newer one
 
 
 class QueryReq(msgspec.Struct, frozen=True, tag=18, array_like=True):
@@ -176,10 +180,56 @@ class FetchResp(msgspec.Struct, frozen=True, tag=27, array_like=True):
     records: list[Record]  # the tweet or tombstone with the index work pending for it
 
 
+class TopologyReq(msgspec.Struct, frozen=True, tag=28, array_like=True):
+    pass
+
+
+class TopologyResp(msgspec.Struct, frozen=True, tag=29, array_like=True):
+    topology: Topology | None  # None: this node has none yet (a fresh cluster starting)
+
+
+class InstallReq(msgspec.Struct, frozen=True, tag=30, array_like=True):
+    """Adopt `topology` if this node's is still `base` (one change at a time); the answer comes once the writes
+    this node started under an older topology have finished (a barrier for the streaming that follows)."""
+
+    topology: Topology
+    base: int
+
+
+class InstallResp(msgspec.Struct, frozen=True, tag=31, array_like=True):
+    ok: bool
+    version: int  # this node's topology version after the request
+
+
+class StreamReq(msgspec.Struct, frozen=True, tag=32, array_like=True):
+    """Pull every range this node gains in the move of topology `version` from enough old replicas."""
+
+    version: int
+
+
+class StreamResp(msgspec.Struct, frozen=True, tag=33, array_like=True):
+    tweets: int  # tweet keys pulled
+    postings: int  # posting ids pulled
+
+
+class PostingsReq(msgspec.Struct, frozen=True, tag=34, array_like=True):
+    """The postings of the terms whose tokens lie in `ranges`, in token order, from the `offset`-th term on."""
+
+    ranges: list[tuple[int, int]]
+    offset: int
+    max_ids: int
+
+
+class PostingsResp(msgspec.Struct, frozen=True, tag=35, array_like=True):
+    items: list[tuple[str, list[int]]]
+    next: int | None  # the offset of the next page; None when done
+
+
 Message = (
     ApplyReq | ApplyResp | WindowReq | WindowResp | ProbeReq | ProbeResp | GetReq | GetResp | WriteReq | WriteResp
     | TrendsReq | TrendsResp | PingReq | PingResp | QueryReq | QueryResp | PromiseReq | PromiseResp | DigestReq
-    | DigestResp | KeysReq | KeysResp | FetchReq | FetchResp
+    | DigestResp | KeysReq | KeysResp | FetchReq | FetchResp | TopologyReq | TopologyResp | InstallReq | InstallResp
+    | StreamReq | StreamResp | PostingsReq | PostingsResp
 )
 
 _enc = msgspec.msgpack.Encoder()
