@@ -127,7 +127,7 @@ def _topology_view(keeper: rb.Keeper) -> dict[str, Any]:
         if ms is None:
             return None
         return [{"name": x.name, "host": x.host, "http_port": x.http_port, "gossip_port": x.gossip_port,
-                 "machine_id": x.machine_id, "tokens": len(x.tokens)} for x in ms]
+                 "machine_id": x.machine_id, "tokens": list(x.tokens)} for x in ms]
 
     return {"version": t.version, "members": side(t.members), "next": side(t.next), "change": t.change or None,
             "this_node": keeper.state, "last_error": keeper.last_error}

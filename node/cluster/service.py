@@ -14,6 +14,7 @@ Anti-entropy (`sync_with`) compares a partition's bucket digests with one peer a
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ from node.query.ast import Term, terms_of
 from node.query.match import analysed_terms, index_terms
 from node.replication import mastership as ms
 from node.replication import messages as m
-from node.ring.ring import Ring
+from node.ring.ring import Ring, term_token
 from node.ring.topology import gained, sources_needed
 from node.shard import (
     EPOCH_SHIFT,
@@ -96,7 +97,7 @@ class NodeService:
         self.topology_version = 0
         self._inflight: dict[int, int] = {}  # topology version -> writes/index drives started under it, running
         self._drained = trio.Event()  # set (and replaced) whenever a version's count drops to zero
-        self._export: dict[tuple[tuple[int, int], ...], list[str]] = {}  # ranges being streamed -> their terms
+        self._export: dict[tuple[tuple[int, int], ...], list[tuple[int, str]]] = {}  # streamed ranges -> (token, term)
         now = clock_ms()
         for t in shard.tweets.values():
             if placement.master_of_tweet(t.id) == me:
@@ -709,7 +710,8 @@ class NodeService:
 
     def postings_page(self, req: m.PostingsReq) -> m.PostingsResp:
         """One page of the postings of the term ranges a gaining node streams from this one. The term list of
-        the ranges is made once per stream (a scan of every term here) and kept for its later pages."""
+        the ranges is made once per stream (a scan of every term here) and kept for its later pages; a page
+        starts after the cursor term, so a list made anew (a restart, an evicted cache) resumes right."""
         if len(req.ranges) > limits.STREAM_RANGES_MAX:
             raise MurmurError("too many ranges in one postings request")
         key = tuple(sorted((a, b) for a, b in req.ranges))
@@ -717,15 +719,16 @@ class NodeService:
         if terms is None:
             if len(self._export) >= 4:  # bounded: a few streams at once at most
                 self._export.clear()
-            terms = self._export[key] = self.shard.terms_in(list(key))
+            terms = self._export[key] = [(term_token(t), t) for t in self.shard.terms_in(list(key))]
+        start = 0 if req.after is None else bisect.bisect_right(terms, (term_token(req.after), req.after))
         items, used = self.shard.postings_in(
-            itertools.islice(terms, max(0, req.offset), None), max(1, min(req.max_ids, limits.STREAM_IDS_MAX))
+            (t for _, t in itertools.islice(terms, start, None)), max(1, min(req.max_ids, limits.STREAM_IDS_MAX))
         )
-        nxt = max(0, req.offset) + used
-        if nxt >= len(terms):
+        end = start + used
+        if end >= len(terms):
             self._export.pop(key, None)
             return m.PostingsResp(items, None)
-        return m.PostingsResp(items, nxt)
+        return m.PostingsResp(items, terms[end - 1][1])
 
     async def stream_gained(self, old: Ring, new: Ring) -> tuple[int, int]:
         """Pull every range this node replicates on `new` but not on `old` (tweets, then postings) from enough of
@@ -757,18 +760,19 @@ class NodeService:
     async def _pull_postings(self, src: str, ranges: list[tuple[int, int]]) -> int:
         assert self.peers is not None
         got = 0
-        offset: int | None = 0
-        while offset is not None:
-            req = m.PostingsReq(ranges, offset, limits.STREAM_IDS_MAX)
+        after: str | None = None
+        while True:
+            req = m.PostingsReq(ranges, after, limits.STREAM_IDS_MAX)
             resp = await self.peers.call(src, req, timeout_s=limits.STREAM_PAGE_TIMEOUT_S)
             recs: list[Record] = [StreamedPostings(t, tuple(ids)) for t, ids in resp.items]
             for i in range(0, len(recs), limits.APPLY_RECORDS_MAX):
                 await self.apply(recs[i : i + limits.APPLY_RECORDS_MAX])
             got += sum(len(ids) for _, ids in resp.items)
-            if resp.next is not None and resp.next <= offset:
+            if resp.next is None:
+                return got
+            if after is not None and (term_token(resp.next), resp.next) <= (term_token(after), after):
                 raise MurmurError(f"{src} sent a postings page that does not advance")
-            offset = resp.next
-        return got
+            after = resp.next
 
     def acting_master(self, tweet_id: int) -> str | None:
         """The first replica of the tweet's partition that is up as this node sees it (where writes go)."""

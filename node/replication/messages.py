@@ -213,16 +213,17 @@ class StreamResp(msgspec.Struct, frozen=True, tag=33, array_like=True):
 
 
 class PostingsReq(msgspec.Struct, frozen=True, tag=34, array_like=True):
-    """The postings of the terms whose tokens lie in `ranges`, in token order, from the `offset`-th term on."""
+    """The postings of the terms whose tokens lie in `ranges`, in (token, term) order, after the term `after` (a
+    cursor, not a position: it still holds when the source restarted and lists its terms anew)."""
 
     ranges: list[tuple[int, int]]
-    offset: int
+    after: str | None
     max_ids: int
 
 
 class PostingsResp(msgspec.Struct, frozen=True, tag=35, array_like=True):
     items: list[tuple[str, list[int]]]
-    next: int | None  # the offset of the next page; None when done
+    next: str | None  # the cursor of the next page (the last term consumed); None when done
 
 
 Message = (

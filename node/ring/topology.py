@@ -93,7 +93,9 @@ def begin_leave(t: Topology, name: str, n: int) -> Topology:
     if all(m.name != name for m in t.members):
         raise TopologyError(f"{name} is not on the ring")
     if len(t.members) - 1 < n:
-        raise TopologyError(f"{len(t.members) - 1} nodes would be left, fewer than the replication factor {n}")
+        raise TopologyError(
+            f"{name} cannot leave: {len(t.members) - 1} nodes would be left, fewer than the replication factor {n}"
+        )
     return Topology(t.version + 1, t.members, tuple(m for m in t.members if m.name != name), f"leave {name}")
 
 
@@ -106,6 +108,8 @@ def finish(t: Topology) -> Topology:
 
 def abort(t: Topology) -> Topology:
     """Give up a move: settle back on the current ring (the joiner's copies become unused)."""
+    if t.next is None:
+        raise TopologyError("no change in progress")
     return Topology(t.version + 1, t.members)
 
 

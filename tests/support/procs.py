@@ -60,8 +60,8 @@ def url_of(config: Path, name: str) -> str:
 
 
 class NodeProc:
-    def __init__(self, config: Path, name: str) -> None:
-        self.config, self.name = config, name
+    def __init__(self, config: Path, name: str, args: tuple[str, ...] = ()) -> None:
+        self.config, self.name, self.args = config, name, args
         self.url = url_of(config, name)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = config.parent / f"{name}.test.log"
@@ -69,7 +69,7 @@ class NodeProc:
     def start(self) -> NodeProc:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli.main", "node", "--config", str(self.config), "--name", self.name],
+            [sys.executable, "-m", "node.cli.main", "node", "--config", str(self.config), "--name", self.name, *self.args],
             stdout=log,
             stderr=log,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -1,0 +1,256 @@
+"""Join and leave with real processes, black box over HTTP (N=3 W=2 R=2), while clients keep writing:
+- a node added to cluster.toml takes its tokens, streams the ranges it gains, and only then serves them;
+- `murmur decommission NAME` streams the leaver's ranges to the others and takes it off the ring; it stops, and
+  refuses to start again by accident;
+- a node started with --join and a seed (its own config naming only itself) joins with a machine id of its own.
+Every acknowledged write is then found by id and by search on every node, and every search is exact."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from node.ids import decompose
+from node.ring.ring import Ring, tweet_token
+from tests.cluster.kit import bulk_load, corpus, expected, pick_queries, search, tweet_of
+from tests.support.procs import NodeProc, free_port, running_nodes, write_config
+
+pytestmark = pytest.mark.slow
+FAST_GOSSIP = "[membership]\nprobe_interval_s = 0.2\nprobe_timeout_s = 0.1\ngossip_interval_s = 0.05\n"
+SETTLE_TIMEOUT_S = 120.0
+
+
+class Writer:
+    """Creates tweets (and deletes some) through the given nodes until stopped; records what was acknowledged."""
+
+    def __init__(self, urls: list[str], model: dict, tag: str) -> None:  # type: ignore[type-arg]
+        self.urls, self.model, self.tag = urls, model, tag
+        self.stop = threading.Event()
+        self.acked = self.refused = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        clients = [httpx.Client(base_url=u, timeout=30) for u in self.urls]
+        k = 0
+        while not self.stop.is_set():
+            c = clients[k % len(clients)]
+            try:
+                r = c.post("/tweets", json={"text": f"{self.tag} zqmoving zqring{k}", "user": "mover"})
+            except httpx.HTTPError:
+                self.refused += 1
+                continue
+            finally:
+                k += 1
+            if r.status_code == 201:
+                self.model[r.json()["id"]] = tweet_of(r.json())
+                self.acked += 1
+                if k % 7 == 0:  # delete an earlier one of ours
+                    victim = next(i for i in self.model if self.tag in self.model[i].text)
+                    d = c.delete(f"/tweets/{victim}")
+                    if d.status_code == 204:
+                        del self.model[victim]
+            else:
+                self.refused += 1
+        for c in clients:
+            c.close()
+
+    def __enter__(self) -> Writer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(60)
+
+
+class Searcher:
+    """Runs fixed searches through every node while the ring moves; their answers must never change (the
+    writers' tweets use words of their own)."""
+
+    def __init__(self, urls: list[str], want: dict[str, list[int]]) -> None:
+        self.urls, self.want = urls, want
+        self.stop = threading.Event()
+        self.checked = 0
+        self.wrong: list[tuple[str, str, list[int]]] = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        clients = [httpx.Client(base_url=u, timeout=30) for u in self.urls]
+        k = 0
+        while not self.stop.is_set():
+            c = clients[k % len(clients)]
+            q = sorted(self.want)[k % len(self.want)]
+            k += 1
+            try:
+                got = [t["id"] for t in search(c, q, count=100)["statuses"]]
+            except (httpx.HTTPError, AssertionError):
+                continue  # a node that is stopping (the leaver at the end)
+            self.checked += 1
+            if got != self.want[q]:
+                self.wrong.append((str(c.base_url), q, got))
+        for c in clients:
+            c.close()
+
+    def __enter__(self) -> Searcher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(60)
+
+
+def settled(clients: list[httpx.Client], members: set[str]) -> None:
+    """Wait until every client's /cluster shows exactly `members`, all normal and alive, and no change."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    seen: list[object] = []
+    while time.monotonic() < deadline:
+        seen = []
+        for c in clients:
+            view = c.get("/cluster").json()
+            seen.append((view.get("change"), {mb["name"]: (mb["ring"], mb["state"]) for mb in view["members"]}))
+        if all(ch is None and mbs == dict.fromkeys(members, ("normal", "alive")) for ch, mbs in seen):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"ring did not settle on {sorted(members)}: {seen}")
+
+
+def check_holdings(clients: list[httpx.Client], model: dict) -> None:  # type: ignore[type-arg]
+    """Each node holds (at least) every live tweet its ranges of the settled ring cover: what it gained was
+    streamed to it, not just reachable through the other replicas. (More is fine: a node keeps what it no
+    longer replicates, and a refused write may sit on some replicas.)"""
+    topo = clients[0].get("/internal/topology", headers={"x-murmur-secret": "test-secret"}).json()
+    assert topo["next"] is None, topo
+    ring = Ring({mb["name"]: mb["tokens"] for mb in topo["members"]})
+    want: dict[str, int] = {}
+    for i in model:
+        for nd in ring.preference_list(tweet_token(i), 3):
+            want[nd] = want.get(nd, 0) + 1
+    deadline = time.monotonic() + 15.0  # /cluster's counts of other nodes are refreshed every second
+    while True:
+        held = {mb["name"]: mb["tweets"] or 0 for mb in clients[0].get("/cluster").json()["members"]}
+        ok = all(want.get(nd, 0) <= h for nd, h in held.items())
+        if ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert ok, (held, want)
+
+
+def check_all(clients: list[httpx.Client], model: dict, queries: list[str], gone: list[int]) -> None:  # type: ignore[type-arg]
+    for c in clients:
+        for q in queries:
+            got = [t["id"] for t in search(c, q, count=100)["statuses"]]
+            assert got == expected(model, q), (str(c.base_url), q)
+        for i in sorted(model)[::7]:
+            r = c.get(f"/tweets/{i}")
+            assert r.status_code == 200 and r.json()["text"] == model[i].text, (str(c.base_url), i, r.text)
+        for i in gone:
+            assert c.get(f"/tweets/{i}").status_code == 404, (str(c.base_url), i)
+
+
+def test_join_by_config_then_decommission_with_writes_in_flight(tmp_path: Path) -> None:
+    names = ["n1", "n2", "n3", "n4"]
+    cfg = write_config(tmp_path, names, n=3, w=2, r=2, extra=FAST_GOSSIP)
+    bodies, _source = corpus(1200)
+    with running_nodes(cfg, names) as nodes:
+        clients = [httpx.Client(base_url=nd.url, timeout=30) for nd in nodes]
+        ids = bulk_load(clients[0], bodies)
+        model = {i: tweet_of(clients[1].get(f"/tweets/{i}").json()) for i in ids}
+        gone = [ids[3], ids[50], ids[400]]
+        for i in gone:
+            assert clients[2].delete(f"/tweets/{i}").status_code == 204
+            del model[i]
+        queries = [*pick_queries(model), "zqmoving", "mover zqmoving"]
+        fixed = {q: expected(model, q) for q in pick_queries(model, seed=11)}
+        # n5 is added to cluster.toml; the running nodes never read it again: n5 finds them through it and joins
+        with open(cfg, "a") as f:
+            f.write(f'[[nodes]]\nname = "n5"\nhost = "127.0.0.1"\nhttp_port = {free_port()}\ngossip_port = {free_port()}\n')
+        with Writer([nd.url for nd in nodes], model, "joinwrite") as w, Searcher([nd.url for nd in nodes], fixed) as s1:
+            n5 = NodeProc(cfg, "n5").start()
+            nodes.append(n5)  # stopped with the others
+            c5 = httpx.Client(base_url=n5.url, timeout=30)
+            clients.append(c5)
+            settled(clients, {"n1", "n2", "n3", "n4", "n5"})
+            time.sleep(1.0)  # writes after the settle, too
+        assert w.acked > 20, (w.acked, w.refused)
+        assert s1.checked > 20 and s1.wrong == [], (s1.checked, s1.wrong[:3])
+        view = c5.get("/cluster").json()
+        mine = next(mb for mb in view["members"] if mb["name"] == "n5")
+        assert mine["ring_share"] > 0.1 and mine["tweets"] > 100, mine
+        check_holdings(clients, model)
+        check_all(clients, model, queries, gone)
+
+        # decommission n2 through the CLI while writes go on through the others
+        stay = [nodes[i] for i in (0, 2, 3, 4)]
+        urls = [nd.url for nd in stay]
+        with Writer(urls, model, "leavewrite") as w2, Searcher([*urls, nodes[1].url], fixed) as s2:
+            out = subprocess.run(
+                [sys.executable, "-m", "node.cli.main", "decommission", "n2", "--config", str(cfg), "--url", stay[0].url],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert "left the ring" in out.stdout
+            time.sleep(1.0)
+        assert w2.acked > 10, (w2.acked, w2.refused)
+        assert s2.checked > 20 and s2.wrong == [], (s2.checked, s2.wrong[:3])
+        assert nodes[1].proc is not None and nodes[1].proc.wait(30) == 0  # it stopped by itself
+        rest = [clients[i] for i in (0, 2, 3, 4)]
+        settled(rest, {"n1", "n3", "n4", "n5"})
+        check_holdings(rest, model)
+        check_all(rest, model, [*queries, "leavewrite"], gone)
+        # a decommissioned node does not rejoin by accident
+        again = subprocess.run(
+            [sys.executable, "-m", "node.cli.main", "node", "--config", str(cfg), "--name", "n2"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert again.returncode != 0 and "decommissioned" in again.stderr, again.stderr[-500:]
+        for c in clients:
+            c.close()
+
+
+def test_join_with_seed_and_own_config(tmp_path: Path) -> None:
+    names = ["n1", "n2", "n3"]
+    cfg = write_config(tmp_path, names, n=3, w=2, r=2, extra=FAST_GOSSIP)
+    bodies, _source = corpus(600)
+    with running_nodes(cfg, names) as nodes:
+        clients = [httpx.Client(base_url=nd.url, timeout=30) for nd in nodes]
+        ids = bulk_load(clients[0], bodies)
+        model = {i: tweet_of(clients[1].get(f"/tweets/{i}").json()) for i in ids}
+        queries = pick_queries(model)
+        seed = cfg.read_text().split("gossip_port = ")[1].split()[0]  # n1's gossip port
+        own = tmp_path / "own"
+        own.mkdir()
+        # x9's own config lists itself first (machine id 1 by position: n1's too), its own data dir, the others after
+        text = cfg.read_text()
+        head, first, rest = text.partition("[[nodes]]")
+        x9_table = f'[[nodes]]\nname = "x9"\nhost = "127.0.0.1"\nhttp_port = {free_port()}\ngossip_port = {free_port()}\n'
+        own_cfg = own / "cluster.toml"
+        own_cfg.write_text(head + x9_table + first + rest)
+        x9 = NodeProc(own_cfg, "x9", ("--join", f"127.0.0.1:{seed}")).start()
+        nodes.append(x9)
+        cx = httpx.Client(base_url=x9.url, timeout=30)
+        clients.append(cx)
+        settled(clients, {"n1", "n2", "n3", "x9"})
+        r = cx.post("/tweets", json={"text": "written through the joiner", "user": "x9"})
+        assert r.status_code == 201, r.text
+        model[r.json()["id"]] = tweet_of(r.json())
+        machines = set()
+        for c in clients[:3]:
+            r2 = c.post("/tweets", json={"text": "written through an old member", "user": "old"})
+            assert r2.status_code == 201, r2.text
+            model[r2.json()["id"]] = tweet_of(r2.json())
+            machines.add(decompose(r2.json()["id"])[2])
+        assert len(machines) == 3 and decompose(r.json()["id"])[2] not in machines
+        check_all(clients, model, [*queries, "joiner"], [])
+        for c in clients:
+            c.close()
