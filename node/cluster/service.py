@@ -267,6 +267,7 @@ class NodeService:
 
     async def _elect(self, pid: int, replicas: tuple[str, ...]) -> int:
         need = ms.promise_quorum(len(replicas), self.w)
+        version = self.topology_version  # a mastership won for a ring that has since moved is not kept
         known = max(self.shard.promised.get(pid, 0), self.shard.max_version >> EPOCH_SHIFT)
         asked = [n for n in replicas if n == self.me or self.is_up(n)]
         if len(asked) < need:
@@ -303,6 +304,8 @@ class NodeService:
                 raise Unavailable(f"partition {pid}: could not catch up from {', '.join(failed)}")
             if self.shard.promised.get(pid, 0) != epoch:
                 continue  # a newer candidate won while we caught up
+            if self.topology_version != version:
+                raise Unavailable(f"partition {pid}: the ring moved during the election; retry")
             self.mastered[pid] = epoch
             self.elections_won += 1
             log.info("master_elected", partition=pid, epoch=epoch, promisers=oks)
