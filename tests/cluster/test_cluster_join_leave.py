@@ -254,3 +254,40 @@ def test_join_with_seed_and_own_config(tmp_path: Path) -> None:
         check_all(clients, model, [*queries, "joiner"], [])
         for c in clients:
             c.close()
+
+
+def test_joiner_killed_while_streaming_finishes_after_restart(tmp_path: Path) -> None:
+    """kill -9 of the joining node as soon as the ring shows it joining; restarted, it resumes its own move from
+    the topology it persisted, and the ring settles with every range streamed."""
+    names = ["n1", "n2", "n3"]
+    cfg = write_config(tmp_path, names, n=3, w=2, r=2, extra=FAST_GOSSIP)
+    bodies, _source = corpus(4000)
+    with running_nodes(cfg, names) as nodes:
+        clients = [httpx.Client(base_url=nd.url, timeout=30) for nd in nodes]
+        ids = bulk_load(clients[0], bodies)
+        model = {i: tweet_of(clients[1].get(f"/tweets/{i}").json()) for i in ids}
+        queries = pick_queries(model)
+        with open(cfg, "a") as f:
+            f.write(f'[[nodes]]\nname = "n4"\nhost = "127.0.0.1"\nhttp_port = {free_port()}\ngossip_port = {free_port()}\n')
+        n4 = NodeProc(cfg, "n4").start()
+        nodes.append(n4)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            view = clients[0].get("/cluster").json()
+            if view.get("change") == "join n4":
+                break
+            time.sleep(0.02)
+        n4.kill()
+        view = clients[0].get("/cluster").json()
+        assert view["change"] == "join n4", view  # killed mid-move: the others keep the moving ring
+        r = clients[1].post("/tweets", json={"text": "written while the joiner was down", "user": "w"})
+        assert r.status_code == 201, r.text  # joint quorum: W of the new replicas without n4 still answer
+        model[r.json()["id"]] = tweet_of(r.json())
+        n4.start()
+        c4 = httpx.Client(base_url=n4.url, timeout=30)
+        clients.append(c4)
+        settled(clients, {"n1", "n2", "n3", "n4"})
+        check_holdings(clients, model)
+        check_all(clients, model, [*queries, "joiner"], [])
+        for c in clients:
+            c.close()
