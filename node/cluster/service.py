@@ -107,6 +107,8 @@ class NodeService:
 
     async def handle(self, req: Any, peer: str) -> Any:
         if isinstance(req, m.ApplyReq):
+            if req.fence:
+                self._check_member(peer)
             return m.ApplyResp(await self.apply(req.records, req.fence))
         if isinstance(req, m.WindowReq):
             return m.WindowResp(self.window(req.items))
@@ -123,6 +125,7 @@ class NodeService:
         if isinstance(req, m.PingReq):
             return m.PingResp(self.me, len(self.shard.tweets), self.topology_version)
         if isinstance(req, m.PromiseReq):
+            self._check_member(peer)
             return await self.promise(req.pid, req.epoch)
         if isinstance(req, m.DigestReq):
             return m.DigestResp(list(self.shard.digest(req.start, req.end).items()))
@@ -141,6 +144,12 @@ class NodeService:
                 raise Unavailable("this node is still starting")
             return await self.keeper.handle(req)
         raise MurmurError(f"unexpected message {type(req).__name__}")
+
+    def _check_member(self, peer: str) -> None:
+        """Only a node of this node's ring (either ring while it moves) may win or use a mastership here: a node
+        with another idea of the ring (a misconfigured one) gets 503s, not acknowledgements nobody can read."""
+        if self.keeper is not None and peer != self.me and self.keeper.topology.member(peer) is None:
+            raise NotOwner(f"{peer} is not on {self.me}'s ring (topology {self.topology_version})")
 
     # ------------------------------------------------------------ replica role
 

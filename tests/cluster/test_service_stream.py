@@ -272,3 +272,29 @@ def test_a_source_restarted_mid_stream_resumes_after_the_cursor() -> None:
         got += resp.items
         after = resp.next
     assert dict(got) == want and len(got) == len(want)
+
+
+def test_promises_and_fenced_writes_only_from_nodes_of_the_ring() -> None:
+    """A node with another idea of the ring (not a member of ours) may not win a mastership here or write with
+    one; unfenced repairs are still taken, and members are served."""
+    from types import SimpleNamespace
+
+    from node.errors import NotOwner
+    from node.ring import topology as tp
+
+    topo = tp.initial([(n, "127.0.0.1", 1, 2 + i, i + 1) for i, n in enumerate(["a", "b", "c"])], 8)
+    svc = service(Shard())
+    svc.keeper = SimpleNamespace(topology=topo)
+    rec = PutTweet(Tweet(id=5, created_at_ms=1, user="u", text="t", version=1 << 40))
+
+    async def main() -> None:
+        with pytest.raises(NotOwner, match="stranger is not on a's ring"):
+            await svc.handle(m.PromiseReq(7, 3), "stranger")
+        with pytest.raises(NotOwner):
+            await svc.handle(m.ApplyReq([rec], [(7, 3)]), "stranger")
+        assert 5 not in svc.shard.tweets and 7 not in svc.shard.promised  # nothing changed
+        assert (await svc.handle(m.PromiseReq(7, 3), "b")).ok
+        await svc.handle(m.ApplyReq([rec]), "stranger")  # a repair carries existing versions: taken
+        assert 5 in svc.shard.tweets
+
+    trio.run(main)
