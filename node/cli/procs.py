@@ -124,7 +124,11 @@ def _spawn(cfg: Config, name: str) -> subprocess.Popen[bytes]:
 def up(cfg: Config, timeout_s: float = START_TIMEOUT_S) -> int:
     running: list[str] = []
     problems: list[str] = []
+    left = [n.name for n in cfg.nodes if (cfg.node_dir(n.name) / "DECOMMISSIONED").exists()]
     for n in cfg.nodes:
+        if n.name in left:
+            print(f"{n.name}: decommissioned, not started (remove it from {cfg.path})")
+            continue
         pid = read_pid(cfg, n.name)
         if pid is not None and is_our_node(pid, n.name):
             running.append(n.name)
@@ -137,11 +141,13 @@ def up(cfg: Config, timeout_s: float = START_TIMEOUT_S) -> int:
         return 1
     started: dict[str, subprocess.Popen[bytes]] = {}
     for n in cfg.nodes:
+        if n.name in left:
+            continue
         if n.name in running:
             print(f"{n.name}: already running (pid {read_pid(cfg, n.name)})")
         else:
             started[n.name] = _spawn(cfg, n.name)
-    waiting = set(cfg.names())
+    waiting = set(cfg.names()) - set(left)
     deadline = time.monotonic() + timeout_s
     while waiting:
         for name in sorted(waiting):
@@ -167,6 +173,8 @@ def up(cfg: Config, timeout_s: float = START_TIMEOUT_S) -> int:
         if waiting:
             time.sleep(POLL_S)
     for n in cfg.nodes:
+        if n.name in left:
+            continue
         print(f"{n.name}: {cfg.url(n.name)}  (pid {read_pid(cfg, n.name)}, log {_log_file(cfg, n.name)})")
     for proc in started.values():
         proc.returncode = 0  # detached on purpose: keep Popen.__del__ from warning about a running child
