@@ -223,9 +223,7 @@ async def run_node(
             topo = rb.load(node_dir) or await discover(pool, cfg, name, join)
             target: Topology | None = None  # the change this node runs after it starts serving
             if topo.member(name) is None:
-                target = tp.begin_join(
-                    topo, name, me.host, me.http_port, me.gossip_port, cfg.machine_id(name), cfg.cluster.vnodes
-                )
+                target = _begin_join(topo, cfg, name, cfg.machine_id(name))
             elif topo.moving and topo.change.split()[-1] == name:
                 target = topo  # this node's own join or leave was interrupted: finish it
             mine = (target or topo).member(name)
@@ -269,13 +267,11 @@ async def run_node(
                 for nm in t.names():
                     mb = t.member(nm)
                     assert mb is not None
-                    in_now = any(x.name == nm for x in t.members)
-                    in_next = t.next is None or any(x.name == nm for x in t.next)
                     out.append(
                         {
                             "name": nm,
                             "state": peers.state.get(nm, "unknown"),
-                            "ring": ("normal" if in_next else "leaving") if in_now else "joining",
+                            "ring": t.role(nm),
                             "http": f"http://{mb.host}:{mb.http_port}",
                             "gossip": f"{mb.host}:{mb.gossip_port}",
                             "ring_share": round(shares.get(nm, 0.0), 4),
@@ -294,7 +290,7 @@ async def run_node(
             coord.keeper = keeper
             metrics = HttpMetrics()
             async with trio.open_nursery() as nursery:
-                leave = partial(_leave, keeper, n_rep, gossip, nursery.cancel_scope, node_dir)
+                leave = partial(_leave, keeper, n_rep, nursery.cancel_scope, node_dir)
                 handler = make_handler(
                     coord,
                     metrics,
@@ -319,7 +315,7 @@ async def run_node(
                 )
                 nursery.start_soon(_stop_on_signal, nursery.cancel_scope, name)
                 if target is not None:
-                    if target.member(name) is not None and any(x.name == name for x in target.next or ()):
+                    if target.role(name) == "joining":
                         nursery.start_soon(_join, keeper, target, cfg, name)
                     else:
                         nursery.start_soon(leave)
@@ -330,9 +326,16 @@ async def run_node(
             log.info("stopped", node=name)
 
 
-async def _join(keeper: rb.Keeper, target: Topology, cfg: Config, name: str) -> None:
-    """Join the ring (retrying while another change is in progress or a member is down)."""
+def _begin_join(t: Topology, cfg: Config, name: str, machine_id: int) -> Topology:
     me = cfg.node(name)
+    return tp.begin_join(t, name, me.host, me.http_port, me.gossip_port, machine_id, cfg.cluster.vnodes)
+
+
+async def _join(keeper: rb.Keeper, target: Topology, cfg: Config, name: str) -> None:
+    """Join the ring (retrying while another change is in progress or a member is down), with the machine id
+    chosen at the first attempt: the id generator already uses it."""
+    mine = target.member(name)
+    assert mine is not None
     for attempt in range(1, JOIN_ATTEMPTS_MAX + 1):
         try:
             await keeper.run(target)
@@ -342,20 +345,16 @@ async def _join(keeper: rb.Keeper, target: Topology, cfg: Config, name: str) -> 
             log.warning("join_failed", node=name, attempt=attempt, error=str(e))
         await trio.sleep(JOIN_RETRY_S)
         t = keeper.topology
-        if t.member(name) is not None and not t.moving:
+        if t.role(name) == "normal" and not t.moving:
             return  # joined after all (the settle reached us by catch-up)
         try:
-            target = t if t.moving and t.change == f"join {name}" else tp.begin_join(
-                t, name, me.host, me.http_port, me.gossip_port, target.member(name).machine_id, cfg.cluster.vnodes  # type: ignore[union-attr]
-            )
+            target = t if t.moving and t.change == f"join {name}" else _begin_join(t, cfg, name, mine.machine_id)
         except tp.TopologyError as e:
             log.warning("join_waiting", node=name, why=str(e))
     log.error("join_gave_up", node=name, attempts=JOIN_ATTEMPTS_MAX)
 
 
-async def _leave(
-    keeper: rb.Keeper, n: int, gossip: GossipShell, scope: trio.CancelScope, node_dir: Path
-) -> None:
+async def _leave(keeper: rb.Keeper, n: int, scope: trio.CancelScope, node_dir: Path) -> None:
     """Decommission this node: move its ranges to the others, settle the ring without it, mark its data dir
     so that it never rejoins by accident, then stop the process (gossip says Left on the way out)."""
     t = keeper.topology

@@ -14,7 +14,6 @@ ira_troll_tweets), else synthetic tweets (node.gen.synth, seed 7).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import random
 import subprocess
@@ -32,33 +31,17 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from node.text.analyzer import analyse
+from tests.cluster.kit import DATA, read_bodies
 from tests.support.procs import NodeProc, free_port, write_config
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NAMES = ["n1", "n2", "n3"]
 SECRET = "bench-secret"
 FAST_GOSSIP = "[membership]\nprobe_interval_s = 0.2\nprobe_timeout_s = 0.1\ngossip_interval_s = 0.05\n"
-ACCEPTED = ("id", "created_at", "user", "text", "lang", "geo", "reply_to", "likes", "retweets")
 POLL_S = 0.2
 SAMPLE_WRITES = 60  # acknowledged writes of a phase checked by id on every remaining node
 
 
 # ---------------------------------------------------------------- corpus and queries
-
-
-def _read(name: str, limit: int) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    if limit <= 0:
-        return out
-    with gzip.open(DATA / name, "rt", encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            body = {k: rec[k] for k in ACCEPTED if rec.get(k) is not None}
-            body["user"] = rec.get("user") or "unknown"  # sanders has no authors
-            out.append(body)
-            if len(out) >= limit:
-                break
-    return out
 
 
 def corpus(limit: int) -> tuple[list[dict[str, Any]], str]:
@@ -68,7 +51,7 @@ def corpus(limit: int) -> tuple[list[dict[str, Any]], str]:
             ("sentiment140_sample.jsonl.gz", min(20000, limit // 4)),
         ]
         parts.append(("ira_troll_tweets.jsonl.gz", limit - sum(k for _, k in parts)))
-        recs = [r for name, k in parts for r in _read(name, k)]
+        recs = [r for name, k in parts for r in read_bodies(name, k)]
         return recs, "real: " + ", ".join(f"{name.split('.')[0]} {k}" for name, k in parts)
     from node.gen.synth import generate
 

@@ -124,6 +124,7 @@ def _spawn(cfg: Config, name: str) -> subprocess.Popen[bytes]:
 def up(cfg: Config, timeout_s: float = START_TIMEOUT_S) -> int:
     running: list[str] = []
     problems: list[str] = []
+    # node.cluster.rebalance.LEFT_FILE (not imported: the CLI stays light): a node that left the ring
     left = [n.name for n in cfg.nodes if (cfg.node_dir(n.name) / "DECOMMISSIONED").exists()]
     for n in cfg.nodes:
         if n.name in left:

@@ -70,12 +70,7 @@ class Keeper:
     @property
     def state(self) -> str:
         """This node's part in the ring: normal, joining, leaving, or left."""
-        t = self.topology
-        in_now = any(mb.name == self.me for mb in t.members)
-        in_next = t.next is not None and any(mb.name == self.me for mb in t.next)
-        if in_now:
-            return "leaving" if t.next is not None and not in_next else "normal"
-        return "joining" if in_next else "left"
+        return self.topology.role(self.me)
 
     def _use(self, t: Topology) -> None:
         nxt = tp.ring_of(t.next) if t.next is not None else None

@@ -32,6 +32,7 @@ from node.query.ast import Term, terms_of
 from node.query.match import analysed_terms, index_terms
 from node.replication import mastership as ms
 from node.replication import messages as m
+from node.replication.quorum import acked_by_every
 from node.ring.ring import Ring, term_token
 from node.ring.topology import gained, sources_needed
 from node.shard import (
@@ -558,12 +559,7 @@ class NodeService:
                 node_pids.setdefault(node, set()).add(pid)
         node_fences = {nd: [(p, fences[p]) for p in sorted(pids) if p in fences] for nd, pids in node_pids.items()}
         acks = await self._fan_out(by_node, node_fences)
-        # W of each replica set: while the ring moves, of the old ring's and of the new one's (joint quorum)
-        return {
-            k
-            for k, nodes in acks.items()
-            if all(len(nodes.intersection(reps)) >= self.w for reps in need[k])
-        }
+        return {k for k, nodes in acks.items() if acked_by_every(nodes, need[k], self.w)}
 
     async def _fan_out(
         self, by_node: dict[str, list[tuple[int, Record]]], fences: dict[str, list[tuple[int, int]]] | None = None
@@ -633,7 +629,7 @@ class NodeService:
             for k, e in enumerate(entries):
                 got = acked_by.get(k, set())
                 sets = {reps for t in (*e.add, *e.remove) for reps in self.placement.term_write_sets(t)}
-                if all(len(got.intersection(reps)) >= self.w for reps in sets):
+                if acked_by_every(got, sets, self.w):
                     done.append(e)
             if done:
                 await self._finish(done)

@@ -19,9 +19,10 @@ def read_set(replicas: Sequence[str], r: int, me: str, alive: set[str] | None = 
     return order[:r]
 
 
-def partitions_acked(acks: dict[int, set[str]], needed: Iterable[int], w: int) -> bool:
-    """True when every partition in `needed` has at least W distinct nodes' acknowledgements."""
-    return all(len(acks.get(p, ())) >= w for p in needed)
+def acked_by_every(acks: set[str], replica_sets: Iterable[Sequence[str]], w: int) -> bool:
+    """True when W of the nodes that acknowledged are in every one of the replica sets (one set when the ring is
+    settled; the old and the new ring's while it moves: joint quorum)."""
+    return all(len(acks.intersection(reps)) >= w for reps in replica_sets)
 
 
 def merge_windows(results: Sequence[WindowResult], limit: int) -> tuple[WindowResult, bool]:

@@ -46,6 +46,14 @@ class Topology(msgspec.Struct, frozen=True, array_like=True):
                 return m
         return None
 
+    def role(self, name: str) -> str:
+        """`name`'s part in the ring: normal, joining (only in `next`), leaving (not in `next`), or left (neither)."""
+        in_now = any(m.name == name for m in self.members)
+        in_next = self.next is None or any(m.name == name for m in self.next)
+        if in_now:
+            return "normal" if in_next else "leaving"
+        return "joining" if self.next is not None and in_next else "left"
+
     def names(self) -> list[str]:
         """Every node of either ring, in ring order then joiners."""
         out = [m.name for m in self.members]

@@ -60,8 +60,11 @@ def node_name(c: httpx.Client) -> str:
 # ---------------------------------------------------------------- corpus
 
 
-def _read(name: str, limit: int) -> list[dict[str, Any]]:
+def read_bodies(name: str, limit: int) -> list[dict[str, Any]]:
+    """The first `limit` records of ../shared/data/`name` as POST /tweets bodies."""
     out: list[dict[str, Any]] = []
+    if limit <= 0:
+        return out
     with gzip.open(DATA / name, "rt", encoding="utf-8") as f:
         for line in f:
             rec = json.loads(line)
@@ -79,7 +82,7 @@ def corpus(limit: int = 4800) -> tuple[list[dict[str, Any]], str]:
     if (DATA / "sanders.jsonl.gz").exists():
         parts = [("sanders.jsonl.gz", limit * 6 // 10), ("sentiment140_sample.jsonl.gz", limit * 25 // 100)]
         parts.append(("ira_troll_tweets.jsonl.gz", limit - sum(k for _, k in parts)))
-        recs = [r for name, k in parts for r in _read(name, k)]
+        recs = [r for name, k in parts for r in read_bodies(name, k)]
         return recs, "real: " + ", ".join(f"{name} (first {k})" for name, k in parts)
     from node.gen.synth import generate
 

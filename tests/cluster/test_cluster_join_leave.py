@@ -227,6 +227,12 @@ def test_join_with_seed_and_own_config(tmp_path: Path) -> None:
         ids = bulk_load(clients[0], bodies)
         model = {i: tweet_of(clients[1].get(f"/tweets/{i}").json()) for i in ids}
         queries = pick_queries(model)
+        # with N=3 on 3 nodes none may leave; the endpoint wants the secret and a POST
+        secret = {"x-murmur-secret": "test-secret"}
+        r = clients[0].post("/internal/decommission", headers=secret)
+        assert r.status_code == 409 and "fewer than the replication factor" in r.json()["error"]["message"], r.text
+        assert clients[0].get("/internal/decommission", headers=secret).status_code == 405
+        assert clients[0].post("/internal/decommission").status_code == 403
         seed = cfg.read_text().split("gossip_port = ")[1].split()[0]  # n1's gossip port
         own = tmp_path / "own"
         own.mkdir()

@@ -298,3 +298,11 @@ def test_promises_and_fenced_writes_only_from_nodes_of_the_ring() -> None:
         assert 5 in svc.shard.tweets
 
     trio.run(main)
+
+
+def test_a_page_holds_about_stream_ids_max_ids_whatever_the_request_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    sh = filled_shard()
+    monkeypatch.setattr(limits, "STREAM_IDS_MAX", 5)
+    page = service(sh).postings_page(m.PostingsReq(RANGES, None, 10**9))
+    sizes = [len(ids) for _, ids in page.items]
+    assert page.next is not None and sum(sizes[:-1]) < 5 <= sum(sizes)  # stops at the bound, never cuts a term

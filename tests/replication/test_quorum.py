@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from node.model import Tweet
 from node.replication.messages import GetResp, WindowResult
-from node.replication.quorum import merge_windows, partitions_acked, read_set, resolve_tweets
+from node.replication.quorum import acked_by_every, merge_windows, read_set, resolve_tweets
 from node.shard import DeleteTweet, PutTweet, make_version
 
 
@@ -81,7 +81,7 @@ def test_versions_order_by_epoch_then_sequence(e1, s1, e2, s2):
     assert (make_version(e1, s1) < make_version(e2, s2)) == ((e1, s1) < (e2, s2))
 
 
-def test_partitions_acked_needs_w_distinct_nodes_everywhere():
-    assert partitions_acked({1: {"a", "b"}, 2: {"a", "c"}}, [1, 2], 2)
-    assert not partitions_acked({1: {"a", "b"}, 2: {"a"}}, [1, 2], 2)
-    assert not partitions_acked({1: {"a", "b"}}, [1, 2], 1)
+def test_acked_by_every_needs_w_distinct_nodes_in_every_set():
+    assert acked_by_every({"a", "b", "c"}, [("a", "b", "x"), ("a", "c", "y")], 2)
+    assert not acked_by_every({"a", "b"}, [("a", "b", "x"), ("a", "c", "y")], 2)
+    assert not acked_by_every({"a", "b"}, [("a", "b", "x"), ("c", "d", "y")], 1)
