@@ -60,7 +60,9 @@ class _Conn:
         self.closed = False
         self._next_id = 0
         self._pending: dict[int, _Pending] = {}
-        # A caller holds a peer slot while its frame is queued, so at most inflight_max frames wait here.
+        # Bounded. A caller holds a peer slot while it waits, but a call that times out gives its slot back while
+        # its frame may still wait here (a peer that stopped reading): later callers then wait for room within
+        # their own deadline (back-pressure), never past it, and never fail anyone else.
         self._out_send, self._out_recv = trio.open_memory_channel[bytearray](inflight_max)
 
     async def call(self, method: str, body: bytes, deadline: float) -> bytes:
@@ -74,7 +76,7 @@ class _Conn:
         self._pending[req_id] = p
         try:
             try:
-                self._out_send.send_nowait(frame)
+                await self._out_send.send(frame)  # waits for room in the queue under the caller's deadline
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 raise PeerUnavailable(f"the connection to {_fmt(self.addr)} was lost") from None
             await p.done.wait()

@@ -398,3 +398,46 @@ def test_the_server_holds_a_connection_that_never_authenticates_only_briefly() -
             n.cancel_scope.cancel()
 
     run(t)
+
+
+def test_a_peer_that_stops_reading_fails_calls_and_never_crashes_the_caller() -> None:
+    """Issue 11 §0: a peer that stops reading (SIGSTOP, or a server whose handlers all block) fills the
+    connection's TCP buffers and then its outgoing queue. Calls that time out give their slots back while their
+    frames still wait in the queue, so later calls used to find the queue full and raise trio.WouldBlock out of
+    `call`, which took down the caller's nursery (the whole node). Each call must fail on its own instead."""
+
+    async def t() -> None:
+        e = Echo()
+        scope = trio.CancelScope()
+        async with trio.open_nursery() as n:
+            # one request per connection at a time, and every handler blocks: the server stops reading at once
+            port = await n.start(partial(_server, scope, e.dispatch(), inflight_per_connection_max=1))
+            async with open_peer_pool(SECRET, "cli", inflight_max=4) as pool:
+                outcomes: list[str] = []
+
+                async def one() -> None:
+                    try:
+                        await pool.call(("127.0.0.1", port), "block", b"x" * 1_000_000, 0.2)
+                        outcomes.append("answered")
+                    except (RpcTimeout, PeerUnavailable) as err:
+                        outcomes.append(type(err).__name__)
+
+                for _wave in range(12):  # ~12 MB queued behind a reader that never reads: buffers fill
+                    async with trio.open_nursery() as calls:
+                        for _ in range(4):
+                            calls.start_soon(one)
+                assert len(outcomes) == 48
+                assert "answered" not in outcomes
+                e.release.set()
+                # once the peer reads again, the same pool serves calls on a connection that works
+                got = None
+                for _ in range(50):
+                    try:
+                        got = await pool.call(("127.0.0.1", port), "echo", b"back", 2.0)
+                        break
+                    except (RpcTimeout, PeerUnavailable):
+                        await trio.sleep(0.05)
+                assert got == b"back"
+            scope.cancel()
+
+    run(t, timeout_s=60.0)
