@@ -84,6 +84,13 @@ class Unavailable(MurmurError):
     code = "unavailable"
 
 
+class StaleEpoch(Unavailable):
+    """Internal to a master: the tweet was written in a newer epoch than this node's mastership (another node won
+    the partition meanwhile). The master steps down and tries again; a client only ever sees `unavailable`."""
+
+    code = "stale_epoch"
+
+
 class NotOwner(MurmurError):
     """Internal: this node does not own (or no longer masters) the partition asked for."""
 

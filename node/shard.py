@@ -7,7 +7,9 @@ Rules (the one place they live):
   records in any order, or twice, gives the same state, and a deleted tweet never comes back.
 - Outbox: a PutTweet/DeleteTweet carries the index work it implies (terms to add, terms to remove). The tweet
   partition keeps it in `outbox` until an OutboxDone for that version (or a newer one) arrives; pending work of
-  successive versions merges, so no term of an older version is forgotten.
+  successive versions merges, so no term of an older version is forgotten. A record of the version already held
+  that carries work merges its work into the entry (a replica handing its leftover work to the master): work of
+  one version only ever adds that version's terms and removes others, so a union is always safe.
 - Promises: a Promise(partition, epoch) is this node's durable vow never again to accept a master's writes for
   that partition from an older epoch (node/replication/mastership.py); the highest promise wins.
 - Digests: every stored tweet id (tombstones included) sits in a bucket of its ring token; each bucket keeps an
@@ -213,6 +215,8 @@ class Shard:
         self.max_version = max(self.max_version, t.version)
         old = self.version_of(t.id)
         if old >= t.version:
+            if old == t.version and (rec.add or rec.remove):
+                self._merge_work(t.id, t.version, rec.add, rec.remove)
             return False
         self._rekey(t.id, old, t.version)
         self.tweets[t.id] = t
@@ -223,6 +227,8 @@ class Shard:
         self.max_version = max(self.max_version, d.version)
         old = self.version_of(d.id)
         if old >= d.version:
+            if old == d.version and d.remove and d.id in self.tombstones:
+                self._merge_work(d.id, d.version, (), d.remove)
             return False
         self._rekey(d.id, old, d.version)
         self.tweets.pop(d.id, None)
@@ -239,6 +245,14 @@ class Shard:
             remove = tuple(sorted(gone))
         if add or remove:
             self.outbox[tweet_id] = OutboxEntry(tweet_id, version, add, remove)
+
+    def _merge_work(self, tweet_id: int, version: int, add: tuple[str, ...], remove: tuple[str, ...]) -> None:
+        e = self.outbox.get(tweet_id)
+        if e is None:
+            self.outbox[tweet_id] = OutboxEntry(tweet_id, version, add, remove)
+        elif e.version == version:
+            gone = (set(e.remove) | set(remove)) - set(e.add) - set(add)
+            self.outbox[tweet_id] = OutboxEntry(tweet_id, version, tuple(sorted({*e.add, *add})), tuple(sorted(gone)))
 
     def _outbox_done(self, d: OutboxDone) -> bool:
         e = self.outbox.get(d.tweet_id)

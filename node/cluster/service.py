@@ -26,7 +26,7 @@ import trio
 
 from node.cluster import limits
 from node.cluster.placement import Placement
-from node.errors import Conflict, MurmurError, NotFound, NotOwner, Unavailable
+from node.errors import Conflict, MurmurError, NotFound, NotOwner, StaleEpoch, Unavailable
 from node.model import build_tweet, same_content
 from node.query.ast import Term, terms_of
 from node.query.match import analysed_terms, index_terms
@@ -371,7 +371,7 @@ class NodeService:
 
     def _next_version(self, current: int, epoch: int) -> int:
         if current >> EPOCH_SHIFT > epoch:
-            raise Unavailable("a newer master has written this tweet; retry")
+            raise StaleEpoch("a newer master has written this tweet; retry")
         self._seq = max(self._seq, current & SEQ_MASK if current >> EPOCH_SHIFT == epoch else 0) + 1
         return make_version(epoch, self._seq)
 
@@ -453,7 +453,17 @@ class NodeService:
         if len(ops) > limits.WRITE_OPS_MAX:
             raise MurmurError("too many writes in one request")
         with self._in_flight():
-            return await self._write(ops)
+            results = await self._write(ops)
+            # A tweet written in a newer epoch than this node's mastership: another node won the partition while
+            # this one was away and still believed itself master. Step down, win it again (catching up), retry.
+            again = [k for k, r in enumerate(results) if r.code == StaleEpoch.code]
+            if again:
+                for k in again:
+                    pid = self.placement.tweet_partition(ops[k].id)[0]
+                    self._step_down(pid, self.mastered.get(pid, 0))
+                for k, r in zip(again, await self._write([ops[k] for k in again]), strict=True):
+                    results[k] = r if r.code != StaleEpoch.code else m.WriteResult("error", code=Unavailable.code, message=r.message)
+            return results
 
     async def _write(self, ops: list[m.WriteOp]) -> list[m.WriteResult]:
         results: list[m.WriteResult | None] = [None] * len(ops)
@@ -655,33 +665,61 @@ class NodeService:
             await self.drive_pending()
 
     async def drive_pending(self) -> int:
-        """One pass of the outbox driver. -> entries completed. The acting master drives its partitions' entries;
-        a replica drives an entry it has held for OUTBOX_REPLICA_GRACE_S (it missed the OutboxDone, or the master
-        that had the work died): the work is idempotent, so a second driver costs time, never correctness."""
+        """One pass of the outbox driver. -> entries completed.
+
+        Only an elected master drives index work, and only for a version it has just replicated to W copies under
+        its fence (the write path does the same: it drives only what W acknowledged). So every posting ever applied
+        belongs to a version W replicas held in a live epoch, which any later master's catch-up brings back, and
+        that master's removal set covers its words (issue 11 §0b: an unacknowledged edit's leftover work, driven
+        after a newer master's edit, left its words matching for good). The acting master (the first live replica)
+        wins the partition first when it must. A replica that still holds an entry after OUTBOX_REPLICA_GRACE_S
+        (it missed the OutboxDone, or the master that had the work died) hands it to the acting master, whose copy
+        merges it (node/shard.py) or, being newer, supersedes it."""
         now = trio.current_time()
         seen = self._outbox_seen
         if len(seen) > 2 * len(self.shard.outbox) + 1000:
             for i in [i for i in seen if i not in self.shard.outbox]:
                 del seen[i]
+        mine: dict[int, list[int]] = {}  # partition -> entries this node drives as its (acting) master
+        hand: dict[str, list[int]] = {}  # acting master -> entries this replica hands over
+        for i in itertools.islice(self.shard.outbox, limits.OUTBOX_BATCH_MAX * 4):
+            if i in self._driving or i in self._writing:
+                continue
+            acting = self.acting_master(i)
+            if acting == self.me:
+                mine.setdefault(self.placement.tweet_partition(i)[0], []).append(i)
+            elif acting is not None and now - seen.setdefault(i, now) >= limits.OUTBOX_REPLICA_GRACE_S:
+                seen[i] = now  # handed over again after another grace period if still here
+                hand.setdefault(acting, []).append(i)
+        done = 0
+        for pid, ids in itertools.islice(mine.items(), limits.OUTBOX_BATCH_MAX):
+            done += len(await self._drive_as_master(pid, ids[: limits.OUTBOX_BATCH_MAX]))
+        for node, ids in hand.items():
+            recs = self.shard.records_for(ids[: limits.APPLY_RECORDS_MAX])
+            try:
+                assert self.peers is not None
+                await self.peers.call(node, m.ApplyReq(recs))
+            except MurmurError as e:
+                log.info("outbox_handover_failed", to=node, entries=len(recs), error=e.code)
+        if done:
+            log.info("outbox_driven", entries=sum(map(len, mine.values())), done=done)
+        return done
 
-        def due(i: int) -> bool:
-            if self.acting_master(i) == self.me:
-                return True
-            return now - seen.setdefault(i, now) >= limits.OUTBOX_REPLICA_GRACE_S
-
-        mine = [
-            i
-            for i in itertools.islice(self.shard.outbox, limits.OUTBOX_BATCH_MAX * 4)
-            if i not in self._driving and i not in self._writing and due(i)
-        ][: limits.OUTBOX_BATCH_MAX]
-        if not mine:
-            return 0
+    async def _drive_as_master(self, pid: int, ids: list[int]) -> set[int]:
+        """Win (or hold) partition `pid`, replicate these tweets' records to W copies under its fence, then drive
+        their index work. -> ids done."""
         try:
-            done = await self.drive_outbox(set(mine))
-        except Unavailable:
-            return 0
-        log.info("outbox_driven", entries=len(mine), done=len(done))
-        return len(done)
+            epoch = await self.ensure_master(pid, self.placement.tweet_partition(ids[0])[1])
+        except MurmurError as e:
+            log.info("outbox_master_unavailable", partition=pid, error=e.code)
+            return set()
+        with self._in_flight():
+            recs = self.shard.records_for(ids)
+            acked = await self.replicate(list(enumerate(recs)), {pid: epoch})
+            try:
+                return await self.drive_outbox({_rec_id(recs[k]) for k in acked})
+            except Unavailable:
+                return set()
 
 
     async def anti_entropy_loop(self) -> None:

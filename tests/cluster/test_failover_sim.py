@@ -93,7 +93,7 @@ def test_anti_entropy_repairs_a_replica_nobody_reads() -> None:
     trio.run(main)
 
 
-def test_a_replica_drives_an_outbox_entry_left_behind_after_the_grace_period() -> None:
+def test_a_replica_hands_an_outbox_entry_left_behind_to_the_master_after_the_grace_period() -> None:
     from node.cluster import limits
     from node.model import Tweet
     from node.shard import PutTweet
@@ -107,9 +107,54 @@ def test_a_replica_drives_an_outbox_entry_left_behind_after_the_grace_period() -
         await trio.sleep(limits.OUTBOX_REPLICA_GRACE_S - 1)
         assert await svc.drive_pending() == 0
         await trio.sleep(1)
-        assert await svc.drive_pending() == 1 and tid not in svc.shard.outbox
+        # Only an elected master drives index work (issue 11 §0b): the replica hands the entry to the acting
+        # master a, which replicates the record to W copies under its fence and then drives it; its OutboxDone
+        # clears the replica's copy of the entry.
+        assert await svc.drive_pending() == 0
+        master = net.services["a"]
+        assert tid in master.shard.outbox
+        assert await master.drive_pending() == 1
+        assert tid not in master.shard.outbox and tid not in svc.shard.outbox
         term_replicas = svc.placement.term("left")[1]
         holders = [n for n in term_replicas if net.services[n].window([m.WindowItem("left", None, None, 5)])[0].ids == [tid]]
         assert len(holders) >= 2  # the index work reached W copies of the term partition
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_an_unacknowledged_edit_never_leaves_its_words_matching() -> None:
+    """Issue 11 §0b, pinned: an edit answered 503 (its master reached only itself) leaves index work in that
+    master's outbox. The next master never saw that version, so the removal set of its own acknowledged edit does
+    not hold the unacknowledged words; when the old master came back and drove its leftover work, those words
+    were indexed after the newer removal and kept matching on every node (searches did not check the tweet)."""
+    from node.coordinator import SearchRequest
+    from node.errors import Unavailable
+    from node.query.parser import parse
+
+    async def main() -> None:
+        net, coords, _ = cluster()
+        tid = _tweet_mastered_by(coords, "a", "b")
+        await coords["a"].create_tweet(TweetIn(text="zqfirst words", user="u", id=tid))
+        net.down = {"b", "c"}  # a (master) reaches only itself: the edit is stored there, not acknowledged
+        try:
+            await coords["a"].patch_tweet(tid, TweetPatch(text="zqlost words"))
+            raise AssertionError("the edit cannot have W copies")
+        except Unavailable:
+            pass
+        assert tid in net.services["a"].shard.outbox  # its index work waits in a's outbox
+        net.down = {"a"}  # a dies; b takes over (with c) and never saw the unacknowledged version
+        await coords["b"].patch_tweet(tid, TweetPatch(text="zqkept words"))
+        net.down = set()  # a comes back, still holding its leftover work
+        for _ in range(3):
+            for svc in net.services.values():
+                await svc.drive_pending()
+            for svc in net.services.values():
+                for _ in range(len(svc.placement.ring.partitions())):
+                    await svc.anti_entropy_step()
+        await coords["c"].patch_tweet(tid, TweetPatch(text="zqlast words"))  # a later acknowledged edit
+        for n, coord in coords.items():
+            for q, want in (("zqlost", []), ("zqkept", []), ("zqfirst", []), ("zqlast", [tid])):
+                got = [t.id for t in (await coord.search(SearchRequest(parse(q)))).tweets]
+                assert got == want, (n, q, got)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
