@@ -20,90 +20,71 @@ Rules (the one place they live):
 - Postings: PostingOps carry the tweet's version. A remove leaves a posting tombstone (term, id) -> version and an
   add older than it is ignored; postings are candidates only (every search result is checked against the tweet
   itself), so a stale posting costs time, never correctness.
-Never touches files, sockets or clocks.
+The tweets themselves live in a column store (node/store/tweets.py); a snapshot is a set of named buffers
+(node/storage/parts.py) that load back in bulk. Never touches files, sockets or clocks.
 """
 
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Iterable
 
 import msgspec
 
 from node.index.index import InvertedIndex
-from node.model import Tweet
 from node.query.ast import Term
+from node.records import (
+    EPOCH_SHIFT,
+    SEQ_MASK,
+    DeleteTweet,
+    OutboxDone,
+    OutboxEntry,
+    PostingOps,
+    Promise,
+    PutTweet,
+    Record,
+    StreamedPostings,
+    decode_record,
+    encode_record,
+    make_version,
+)
 from node.ring.ring import term_token, tweet_token
+from node.storage.parts import encode_parts, read_parts
+from node.store.tweets import TweetStore
 
-# A version is (epoch << EPOCH_SHIFT) | sequence: it only grows; never a bare wall clock.
-EPOCH_SHIFT = 40
-SEQ_MASK = (1 << EPOCH_SHIFT) - 1
-
-
-def make_version(epoch: int, seq: int) -> int:
-    assert 0 <= seq <= SEQ_MASK
-    return (epoch << EPOCH_SHIFT) | seq
-
-
-class PutTweet(msgspec.Struct, frozen=True, tag=1, array_like=True):
-    """Create or replace (edit) a tweet; `tweet.version` is the record's version. `add`/`remove`: the index work."""
-
-    tweet: Tweet
-    add: tuple[str, ...] = ()
-    remove: tuple[str, ...] = ()
-
-
-class DeleteTweet(msgspec.Struct, frozen=True, tag=2, array_like=True):
-    """A tombstone: the tweet is gone for good at this version and above. `remove`: its terms, to unindex."""
-
-    id: int
-    version: int
-    at_ms: int
-    remove: tuple[str, ...] = ()
-
-
-class PostingOps(msgspec.Struct, frozen=True, tag=3, array_like=True):
-    """Index work for one tweet version on one node: only terms of partitions that node replicates."""
-
-    tweet_id: int
-    version: int
-    add: tuple[str, ...] = ()
-    remove: tuple[str, ...] = ()
-
-
-class OutboxDone(msgspec.Struct, frozen=True, tag=4, array_like=True):
-    """The index work of this tweet up to `version` reached W copies of every term partition."""
-
-    tweet_id: int
-    version: int
-
-
-class Promise(msgspec.Struct, frozen=True, tag=5, array_like=True):
-    """Never accept a master's writes for partition `pid` (its ring token) from an epoch below `epoch`."""
-
-    pid: int
-    epoch: int
-
-
-class StreamedPostings(msgspec.Struct, frozen=True, tag=6, array_like=True):
-    """Postings of one term copied from a replica that held its partition before a topology change."""
-
-    term: str
-    ids: tuple[int, ...]
-
-
-Record = PutTweet | DeleteTweet | PostingOps | OutboxDone | Promise | StreamedPostings
+__all__ = [
+    "EPOCH_SHIFT",
+    "SEQ_MASK",
+    "DeleteTweet",
+    "OutboxDone",
+    "OutboxEntry",
+    "PostingOps",
+    "Promise",
+    "PutTweet",
+    "Record",
+    "Shard",
+    "StreamedPostings",
+    "decode_record",
+    "encode_record",
+    "make_version",
+]
 
 # Digest buckets: the top bits of a tweet's ring token. 2**14 buckets: a partition of a 5-node, 64-vnode ring
 # spans ~50 of them, so a digest is small and a differing bucket holds few keys.
 BUCKET_BITS = 14
 BUCKET_SHIFT = 64 - BUCKET_BITS
+BUCKETS = 1 << BUCKET_BITS
 HASH_MASK = (1 << 64) - 1
 
 
 def key_hash(tweet_id: int, version: int) -> int:
     """hash() of a tuple of ints is deterministic across processes (only str/bytes hashing is salted)."""
     return hash((tweet_id, version)) & HASH_MASK
+
+
+def bucket_of(tweet_id: int) -> int:
+    return tweet_token(tweet_id) >> BUCKET_SHIFT
 
 
 def in_range(token: int, start: int, end: int) -> bool:
@@ -116,7 +97,7 @@ def in_range(token: int, start: int, end: int) -> bool:
 def range_buckets(start: int, end: int) -> list[tuple[int, bool]]:
     """The buckets overlapping (start, end], each with whether it lies only partly inside."""
     first, last = start >> BUCKET_SHIFT, end >> BUCKET_SHIFT
-    nb = 1 << BUCKET_BITS
+    nb = BUCKETS
     if start < end:
         return [(b, b in (first, last)) for b in range(first, last + 1)]
     # wraps: first..top, then 0..last (a near-whole-ring range may touch `first` twice: partial)
@@ -125,62 +106,36 @@ def range_buckets(start: int, end: int) -> list[tuple[int, bool]]:
     return out
 
 
-class OutboxEntry(msgspec.Struct, array_like=True):
-    tweet_id: int
-    version: int
-    add: tuple[str, ...]  # terms the tweet has at `version`
-    remove: tuple[str, ...]  # terms of earlier versions that it no longer has
+class ShardMeta(msgspec.Struct, array_like=True):
+    """What a snapshot holds besides the store's and the index's buffers."""
 
-
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Record)
-
-
-def encode_record(rec: Record) -> bytes:
-    return _encoder.encode(rec)
-
-
-def decode_record(data: bytes) -> Record:
-    return _decoder.decode(data)
-
-
-class ShardState(msgspec.Struct, array_like=True):
-    """What a snapshot holds."""
-
-    tweets: list[Tweet]
-    tombstones: list[DeleteTweet]
-    outbox: list[OutboxEntry]
-    postings: list[tuple[str, list[int]]]  # term -> tweet ids
-    posting_tombstones: list[tuple[str, int, int]]  # (term, tweet id, version)
     max_version: int
-    promised: list[tuple[int, int]] = []  # (partition token, epoch)
-    unsure: list[str] = []  # terms with streamed postings
+    outbox: list[OutboxEntry]
+    posting_tombstones: list[tuple[str, int, int]]  # (term, tweet id, version)
+    promised: list[tuple[int, int]]  # (partition token, epoch)
+    unsure: list[str]  # terms with streamed postings
 
 
-_state_encoder = msgspec.msgpack.Encoder()
-_state_decoder = msgspec.msgpack.Decoder(ShardState)
+_meta_enc = msgspec.msgpack.Encoder()
+_meta_dec = msgspec.msgpack.Decoder(ShardMeta)
 
 
 class Shard:
     def __init__(self) -> None:
-        self.tweets: dict[int, Tweet] = {}
-        self.tombstones: dict[int, DeleteTweet] = {}
+        self.store = TweetStore()
+        self.tweets = self.store.tweets  # id -> Tweet, read-only, built on demand
+        self.tombstones = self.store.tombstones  # id -> DeleteTweet, read-only
         self.outbox: dict[int, OutboxEntry] = {}
         self.index = InvertedIndex()
-        self._terms: dict[str, None] = {}  # every term ever indexed here (for snapshots)
         self.posting_tombstones: dict[tuple[str, int], int] = {}
         self.max_version = 0  # the highest version applied: a restarted master continues above it
         self.promised: dict[int, int] = {}  # partition token -> the highest epoch promised
-        self._bucket_ids: dict[int, set[int]] = {}  # digest bucket -> tweet ids (live or tombstoned)
-        self._bucket_hash: dict[int, int] = {}  # digest bucket -> XOR of key_hash(id, version)
+        self._bucket_hash = array("Q", bytes(8 * BUCKETS))  # digest bucket -> XOR of key_hash(id, version)
+        self._bucket_count = array("I", bytes(4 * BUCKETS))  # digest bucket -> ids stored (live or tombstoned)
         self.unsure: set[str] = set()  # terms whose postings were streamed in (see the module header)
 
     def version_of(self, tweet_id: int) -> int:
-        t = self.tweets.get(tweet_id)
-        if t is not None:
-            return t.version
-        d = self.tombstones.get(tweet_id)
-        return d.version if d is not None else 0
+        return self.store.version_of(tweet_id)
 
     # ------------------------------------------------------------ transitions
 
@@ -201,14 +156,13 @@ class Shard:
             return self._streamed(rec)
         return self._outbox_done(rec)
 
-    def _rekey(self, tweet_id: int, old: int, new: int) -> None:
-        b = tweet_token(tweet_id) >> BUCKET_SHIFT
-        h = self._bucket_hash.get(b, 0) ^ key_hash(tweet_id, new)
+    def _rekey(self, tweet_id: int, bucket: int, old: int, new: int) -> None:
+        h = self._bucket_hash[bucket] ^ key_hash(tweet_id, new)
         if old:
             h ^= key_hash(tweet_id, old)
         else:
-            self._bucket_ids.setdefault(b, set()).add(tweet_id)
-        self._bucket_hash[b] = h
+            self._bucket_count[bucket] += 1
+        self._bucket_hash[bucket] = h
 
     def _put(self, rec: PutTweet) -> bool:
         t = rec.tweet
@@ -218,8 +172,9 @@ class Shard:
             if old == t.version and (rec.add or rec.remove):
                 self._merge_work(t.id, t.version, rec.add, rec.remove)
             return False
-        self._rekey(t.id, old, t.version)
-        self.tweets[t.id] = t
+        b = bucket_of(t.id)
+        self._rekey(t.id, b, old, t.version)
+        self.store.put(t, b)
         self._queue(t.id, t.version, rec.add, rec.remove)
         return True
 
@@ -230,9 +185,9 @@ class Shard:
             if old == d.version and d.remove and d.id in self.tombstones:
                 self._merge_work(d.id, d.version, (), d.remove)
             return False
-        self._rekey(d.id, old, d.version)
-        self.tweets.pop(d.id, None)
-        self.tombstones[d.id] = d
+        b = bucket_of(d.id)
+        self._rekey(d.id, b, old, d.version)
+        self.store.delete(d, b)
         self._queue(d.id, d.version, (), d.remove)
         return True
 
@@ -274,17 +229,14 @@ class Shard:
             self.index.remove(tid, gone)
         if p.add:
             fresh = [t for t in p.add if ptomb.get((t, tid), 0) < v] if ptomb else list(p.add)
-            for t in fresh:
-                ptomb.pop((t, tid), None)
-                if t not in self._terms:
-                    self._terms[t] = None
+            if ptomb:
+                for t in fresh:
+                    ptomb.pop((t, tid), None)
             self.index.add(tid, fresh)
         return True
 
     def _streamed(self, p: StreamedPostings) -> bool:
         self.unsure.add(p.term)
-        if p.term not in self._terms:
-            self._terms[p.term] = None
         add = self.index.add
         for i in sorted(p.ids):  # ascending: the index's append fast path
             add(i, (p.term,))
@@ -319,7 +271,7 @@ class Shard:
         los = [lo for lo, _ in spans]
         his = [hi for _, hi in spans]
         picked: list[tuple[int, str]] = []
-        for term in self._terms:
+        for term in self.index.terms():
             tok = term_token(term)
             k = bisect.bisect_right(los, tok) - 1
             if k >= 0 and tok <= his[k]:
@@ -330,14 +282,17 @@ class Shard:
     # ------------------------------------------------------------ anti-entropy
 
     def _bucket_keys(self, b: int, partial: bool, start: int, end: int) -> list[tuple[int, int]]:
-        ids = self._bucket_ids.get(b, set())
-        return [(i, self.version_of(i)) for i in ids if not partial or in_range(tweet_token(i), start, end)]
+        if not self._bucket_count[b]:
+            return []
+        v = self.store.version_of
+        ids = self.store.ids_in_bucket(b)
+        return [(i, v(i)) for i in ids if not partial or in_range(tweet_token(i), start, end)]
 
     def digest(self, start: int, end: int) -> dict[int, int]:
         """bucket -> XOR of key_hash over the ids of partition (start, end] in it (empty buckets left out)."""
         out: dict[int, int] = {}
         for b, partial in range_buckets(start, end):
-            if b not in self._bucket_ids:
+            if not self._bucket_count[b]:
                 continue
             if partial:
                 h = 0
@@ -378,47 +333,47 @@ class Shard:
 
     # ------------------------------------------------------------ snapshots
 
-    def dump(self) -> bytes:
-        postings: list[tuple[str, list[int]]] = []
-        for term in self._terms:
-            ids = list(self.index.iter_newest(Term(term)))
-            if ids:
-                ids.reverse()
-                postings.append((term, ids))
-        return _state_encoder.encode(
-            ShardState(
-                list(self.tweets.values()),
-                list(self.tombstones.values()),
-                list(self.outbox.values()),
-                postings,
-                [(t, i, v) for (t, i), v in self.posting_tombstones.items()],
-                self.max_version,
-                list(self.promised.items()),
-                sorted(self.unsure),
-            )
+    def dump_parts(self) -> list[tuple[str, bytes | memoryview]]:
+        """The whole state as named buffers (node/storage/parts.py); views of live arrays: write them out before
+        the shard changes again (a snapshot child process does, on its copy-on-write image)."""
+        meta = ShardMeta(
+            self.max_version,
+            list(self.outbox.values()),
+            [(t, i, v) for (t, i), v in self.posting_tombstones.items()],
+            list(self.promised.items()),
+            sorted(self.unsure),
         )
+        parts: list[tuple[str, bytes | memoryview]] = [
+            ("shard", _meta_enc.encode(meta)),
+            ("digest.hash", memoryview(self._bucket_hash).cast("B")),
+            ("digest.count", memoryview(self._bucket_count).cast("B")),
+        ]
+        parts += self.store.dump_parts()
+        parts += self.index.dump_parts()
+        return parts
 
     @classmethod
-    def load(cls, blob: bytes) -> Shard:
-        st = _state_decoder.decode(blob)
+    def load_parts(cls, parts: dict[str, memoryview]) -> Shard:
         sh = cls()
-        sh.max_version = st.max_version
-        sh.tweets = {t.id: t for t in st.tweets}
-        sh.tombstones = {d.id: d for d in st.tombstones}
-        sh.outbox = {e.tweet_id: e for e in st.outbox}
-        sh.posting_tombstones = {(t, i): v for t, i, v in st.posting_tombstones}
-        sh.promised = dict(st.promised)
-        sh.unsure = set(st.unsure)
-        for i, t in sh.tweets.items():
-            sh._rekey(i, 0, t.version)
-        for i, d in sh.tombstones.items():
-            sh._rekey(i, 0, d.version)
-        by_id: dict[int, list[str]] = {}
-        for term, ids in st.postings:
-            sh._terms[term] = None
-            for i in ids:
-                by_id.setdefault(i, []).append(term)
-        add = sh.index.add
-        for i in sorted(by_id):  # ascending ids: the index's append fast path
-            add(i, by_id[i])
+        meta = _meta_dec.decode(parts["shard"])
+        sh.max_version = meta.max_version
+        sh.outbox = {e.tweet_id: e for e in meta.outbox}
+        sh.posting_tombstones = {(t, i): v for t, i, v in meta.posting_tombstones}
+        sh.promised = dict(meta.promised)
+        sh.unsure = set(meta.unsure)
+        sh._bucket_hash = array("Q")
+        sh._bucket_hash.frombytes(parts["digest.hash"])
+        sh._bucket_count = array("I")
+        sh._bucket_count.frombytes(parts["digest.count"])
+        assert len(sh._bucket_hash) == len(sh._bucket_count) == BUCKETS
+        sh.store = TweetStore.load_parts(parts)
+        sh.tweets, sh.tombstones = sh.store.tweets, sh.store.tombstones
+        sh.index = InvertedIndex.load_parts(parts)
         return sh
+
+    def dump(self) -> bytes:
+        return encode_parts(self.dump_parts())
+
+    @classmethod
+    def load(cls, blob: bytes | memoryview) -> Shard:
+        return cls.load_parts(read_parts(blob))

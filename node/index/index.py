@@ -24,12 +24,16 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 
+import msgspec
+
 from node.index.execute import compile_plan, iter_desc, top
-from node.index.pairs import PairIndex
+from node.index.pairs import PairIndex, PairState, dump_pairs, load_pairs
 from node.index.postings import PostingsTable
 from node.query.ast import And, Node, Or, Phrase
 
 ID_MAX = (1 << 64) - 1
+_pair_enc = msgspec.msgpack.Encoder()
+_pair_dec = msgspec.msgpack.Decoder(PairState)
 _DOCNOS_MAX = 1 << 32
 
 
@@ -135,6 +139,34 @@ class InvertedIndex:
         if p is None:
             return None
         return p.frequent_count(), p.table.terms_count(), p.table.postings_count()
+
+    # -- snapshots ----------------------------------------------------------------------------------------
+
+    def dump_parts(self) -> list[tuple[str, bytes | memoryview]]:
+        """The index as named buffers (node/storage/parts.py): the docno map, both tables, the pairs."""
+        parts: list[tuple[str, bytes | memoryview]] = [("ix.ids", memoryview(self._ids).cast("B"))]
+        parts += self._main.dump_parts("ix.main")
+        parts += self._side.dump_parts("ix.side")
+        if self._pairs is not None:
+            st, pp = dump_pairs(self._pairs)
+            parts.append(("ix.pairs", _pair_enc.encode(st)))
+            parts += pp
+        return parts
+
+    @classmethod
+    def load_parts(cls, parts: dict[str, memoryview]) -> InvertedIndex:
+        ix = cls()
+        ix._ids.frombytes(parts["ix.ids"])
+        ix._main = PostingsTable.load_parts(parts, "ix.main", "I", track_promotions=True)
+        ix._side = PostingsTable.load_parts(parts, "ix.side", "Q")
+        ix._pairs = load_pairs(_pair_dec.decode(parts["ix.pairs"]), parts) if "ix.pairs" in parts else None
+        return ix
+
+    def terms(self) -> Iterator[str]:
+        """Every term with a posting here (main table first, then the side table's others)."""
+        main = self._main
+        yield from main.terms()
+        yield from (t for t in self._side.terms() if t not in main)
 
     # -- searching ----------------------------------------------------------------------------------------
 

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from itertools import pairwise
 
+import msgspec
+
 from node.index.postings import PostingsTable
 
 PAIR_DF_MIN = 300  # a word with at least this many tweets becomes frequent...
@@ -144,3 +146,29 @@ def pair_terms(words: Sequence[str], frequent: AbstractSet[str]) -> set[str]:
         else:
             prev = None
     return keys
+
+
+class PairState(msgspec.Struct, array_like=True):
+    """What a snapshot keeps of a PairIndex besides its table."""
+
+    df_min: int
+    docs_per_df: int
+    check_every: int
+    check_at: int
+    start: dict[str, int]
+    watch: list[str]
+
+
+def dump_pairs(p: PairIndex) -> tuple[PairState, list[tuple[str, bytes | memoryview]]]:
+    st = PairState(p._df_min, p._docs_per_df, p._check_every, p._check_at, dict(p._start), sorted(p._watch))
+    return st, p.table.dump_parts("pairs")
+
+
+def load_pairs(st: PairState, parts: dict[str, memoryview]) -> PairIndex:
+    p = PairIndex(st.df_min, st.docs_per_df, st.check_every)
+    p._check_at = st.check_at
+    p._start = dict(st.start)
+    p._frequent = set(p._start)
+    p._watch = set(st.watch)
+    p.table = PostingsTable.load_parts(parts, "pairs", "I")
+    return p

@@ -16,6 +16,7 @@ import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from itertools import accumulate
 
 SMALL_MAX = 32  # above this a list becomes an array: copying <= 256 B per append beats 80 B of header per list
 SMALL_MIN = 8  # an array shrinking to this many values goes back to bytes (hysteresis: no flapping at the border)
@@ -245,3 +246,73 @@ class PostingsTable:
                 self._smalls += 1
         self._postings -= 1
         return True
+
+    # -- snapshots ----------------------------------------------------------------------------------------
+
+    def dump_parts(self, prefix: str) -> list[tuple[str, bytes | memoryview]]:
+        """The table as three buffers: the terms (one UTF-8 string, with each term's length in characters), each
+        term's value count, and every value in term order. Loaded back by `load_parts` in a few C-level passes
+        and one Python pass over the terms that hold more than one value."""
+        d = self._d
+        keys = list(d)
+        klen = array("I", map(len, keys))
+        counts = array("I")
+        vals = array(self.typecode)
+        item = self._item
+        for v in d.values():
+            if type(v) is int:
+                counts.append(1)
+                vals.append(v)
+            elif type(v) is bytes:
+                counts.append(len(v) // item)
+                vals.frombytes(v)
+            else:
+                assert isinstance(v, array)
+                counts.append(len(v))
+                vals.extend(v)
+        return [
+            (prefix + ".keys", "".join(keys).encode()),
+            (prefix + ".klen", memoryview(klen).cast("B")),
+            (prefix + ".n", memoryview(counts).cast("B")),
+            (prefix + ".v", memoryview(vals).cast("B")),
+        ]
+
+    @classmethod
+    def load_parts(
+        cls, parts: dict[str, memoryview], prefix: str, typecode: str, track_promotions: bool = False
+    ) -> PostingsTable:
+        t = cls(typecode, track_promotions)
+        text = bytes(parts[prefix + ".keys"]).decode()
+        klen = array("I")
+        klen.frombytes(parts[prefix + ".klen"])
+        counts = array("I")
+        counts.frombytes(parts[prefix + ".n"])
+        raw = parts[prefix + ".v"]
+        item = t._item
+        assert len(klen) == len(counts) and len(raw) == item * sum(counts)
+        ends = list(accumulate(klen))
+        keys = [text[a:b] for a, b in zip([0, *ends][:-1], ends, strict=True)]
+        vals = array(typecode)
+        vals.frombytes(raw)
+        pos = 0
+        smalls = arrays = 0
+        values: list[Value] = []
+        put = values.append
+        for c in counts:
+            if c == 1:
+                put(vals[pos])
+            elif c <= SMALL_MAX:
+                put(bytes(raw[pos * item : (pos + c) * item]))
+                smalls += 1
+            else:
+                a = array(typecode)
+                a.frombytes(raw[pos * item : (pos + c) * item])
+                put(a)
+                arrays += 1
+            pos += c
+        t._d = dict(zip(keys, values, strict=True))
+        t._postings = pos
+        t._smalls, t._arrays = smalls, arrays
+        size = sys.getsizeof
+        t._key_bytes = sum(map(size, keys))
+        return t

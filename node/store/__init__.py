@@ -1,0 +1,1 @@
+"""Compact in-memory stores of a node's data: tweets as columns and byte buffers, not one object per tweet."""
