@@ -20,11 +20,15 @@ def make_version(epoch: int, seq: int) -> int:
 
 
 class PutTweet(msgspec.Struct, frozen=True, tag=1, array_like=True):
-    """Create or replace (edit) a tweet; `tweet.version` is the record's version. `add`/`remove`: the index work."""
+    """Create or replace (edit) a tweet; `tweet.version` is the record's version. `add`/`remove`: the index work
+    sent on to the term partitions (the outbox). `local`: instead, every replica indexes the tweet itself, from
+    the difference with its own previous copy (every term partition is on the tweet's replicas: N equals the
+    number of nodes), so the record is the whole write: one WAL record per tweet per node, no posting rounds."""
 
     tweet: Tweet
     add: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
+    local: bool = False
 
 
 class DeleteTweet(msgspec.Struct, frozen=True, tag=2, array_like=True):
@@ -34,6 +38,7 @@ class DeleteTweet(msgspec.Struct, frozen=True, tag=2, array_like=True):
     version: int
     at_ms: int
     remove: tuple[str, ...] = ()
+    local: bool = False  # as PutTweet.local: each replica unindexes its own copy's terms
 
 
 class PostingOps(msgspec.Struct, frozen=True, tag=3, array_like=True):

@@ -17,6 +17,9 @@ Rules (the one place they live):
 - Streamed postings (a node taking over term ranges in a topology change) carry no versions: they are added
   as they come, and their terms are marked `unsure` for good, so that searches check those candidates against
   the tweet (a source may still hold a posting whose removal it missed).
+- Local indexing (PutTweet.local / DeleteTweet.local, when every term partition is on the tweet's replicas): the
+  shard indexes the tweet itself, from the difference between the version it held and the new one, so its index
+  is a function of its own tweets and nothing else can leave a posting behind.
 - Postings: PostingOps carry the tweet's version. A remove leaves a posting tombstone (term, id) -> version and an
   add older than it is ignored; postings are candidates only (every search result is checked against the tweet
   itself), so a stale posting costs time, never correctness.
@@ -33,6 +36,8 @@ from collections.abc import Iterable
 import msgspec
 
 from node.index.index import InvertedIndex
+from node.index.terms import tweet_terms_words
+from node.model import Tweet
 from node.query.ast import Term
 from node.records import (
     EPOCH_SHIFT,
@@ -174,9 +179,23 @@ class Shard:
             return False
         b = bucket_of(t.id)
         self._rekey(t.id, b, old, t.version)
+        if rec.local:
+            self._index_locally(t.id, self.store.get(t.id) if old else None, t)
         self.store.put(t, b)
         self._queue(t.id, t.version, rec.add, rec.remove)
         return True
+
+    def _index_locally(self, tweet_id: int, before: Tweet | None, after: Tweet | None) -> None:
+        """Bring the index from `before` (the copy held, None: none or a tombstone) to `after` (None: deleted)."""
+        ix = self.index
+        new_terms, new_words = tweet_terms_words(after.text, after.user, after.lang) if after else (set(), [])
+        if before is not None:
+            if after is not None and (before.text, before.user, before.lang) == (after.text, after.user, after.lang):
+                return  # likes/retweets only: the same terms
+            old_terms, old_words = tweet_terms_words(before.text, before.user, before.lang)
+            ix.remove(tweet_id, old_terms - new_terms, old_words)  # an edit: its pairs go with the old words
+        if after is not None:
+            ix.add(tweet_id, new_terms, new_words)
 
     def _delete(self, d: DeleteTweet) -> bool:
         self.max_version = max(self.max_version, d.version)
@@ -187,6 +206,10 @@ class Shard:
             return False
         b = bucket_of(d.id)
         self._rekey(d.id, b, old, d.version)
+        if d.local and old:
+            before = self.store.get(d.id)
+            if before is not None:
+                self._index_locally(d.id, before, None)
         self.store.delete(d, b)
         self._queue(d.id, d.version, (), d.remove)
         return True

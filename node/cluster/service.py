@@ -99,6 +99,7 @@ class NodeService:
         self._inflight: dict[int, int] = {}  # topology version -> writes/index drives started under it, running
         self._drained = trio.Event()  # set (and replaced) whenever a version's count drops to zero
         self._export: dict[tuple[tuple[int, int], ...], list[tuple[int, str]]] = {}  # streamed ranges -> (token, term)
+        self.local_index = _local_index(placement)
         now = clock_ms()
         for t in shard.tweets.values():
             if placement.master_of_tweet(t.id) == me:
@@ -386,6 +387,8 @@ class NodeService:
             old = sh.tweets.get(op.id)
             if old is not None:
                 if same_content(old, op.tweet) and not op.generated:
+                    if self.local_index:
+                        return PutTweet(old, local=True), m.WriteResult("exists", old)
                     return PutTweet(old, tuple(sorted(index_terms(old)[0]))), m.WriteResult("exists", old)
                 if op.generated:
                     return None, m.WriteResult("error", code="id_taken")
@@ -393,12 +396,17 @@ class NodeService:
             t = op.tweet
             a = analyse(t.text)
             tweet = build_tweet(t, op.id, op.created_at_ms, a, self._next_version(0, epoch))
+            if self.local_index:
+                return PutTweet(tweet, local=True), m.WriteResult("created", tweet)
             return PutTweet(tweet, tuple(sorted(analysed_terms(a, t.user, t.lang)))), m.WriteResult("created", tweet)
         old = sh.tweets.get(op.id)
         if old is None:
             raise NotFound(f"no tweet with id {op.id}", "id")
         if isinstance(op, m.DeleteOp):
-            rec = DeleteTweet(op.id, self._next_version(old.version, epoch), now, tuple(sorted(index_terms(old)[0])))
+            version = self._next_version(old.version, epoch)
+            if self.local_index:
+                return DeleteTweet(op.id, version, now, local=True), m.WriteResult("ok")
+            rec = DeleteTweet(op.id, version, now, tuple(sorted(index_terms(old)[0])))
             return rec, m.WriteResult("ok")
         p = op.patch
         changes: dict[str, Any] = {}
@@ -410,8 +418,12 @@ class NodeService:
         if p.retweets is not None and p.retweets != old.retweets:
             changes["retweets"] = p.retweets
         if not changes:
+            if self.local_index:
+                return PutTweet(old, local=True), m.WriteResult("ok", old)
             return PutTweet(old, tuple(sorted(index_terms(old)[0]))), m.WriteResult("ok", old)
         new = msgspec.structs.replace(old, version=self._next_version(old.version, epoch), **changes)
+        if self.local_index:
+            return PutTweet(new, local=True), m.WriteResult("ok", new)
         new_terms = analysed_terms(a, new.user, new.lang) if "text" in changes else index_terms(new)[0]
         gone = index_terms(old)[0] - new_terms
         return PutTweet(new, tuple(sorted(new_terms)), tuple(sorted(gone))), m.WriteResult("ok", new)
@@ -445,6 +457,7 @@ class NodeService:
         """The ring moved (placement already switched): partitions may have grown or split, so every mastership
         is won again (with its catch-up) and the anti-entropy round is listed again."""
         self.topology_version = version
+        self.local_index = _local_index(self.placement)
         self.mastered.clear()
         self._ae_pairs = None
         self._export.clear()
@@ -823,6 +836,13 @@ class NodeService:
     def acting_master(self, tweet_id: int) -> str | None:
         """The first replica of the tweet's partition that is up as this node sees it (where writes go)."""
         return next((n for n in self.placement.tweet(tweet_id)[1] if n == self.me or self.is_up(n)), None)
+
+
+def _local_index(placement: Placement) -> bool:
+    """Whether writes index locally (PutTweet.local): every partition is on every node, so the tweet's replicas
+    hold every term partition it touches. Not while the ring moves (the moving writes need joint quorums on the
+    term partitions of both rings, which the outbox gives) nor with more nodes than N."""
+    return placement.next_ring is None and placement.n >= len(placement.ring.nodes)
 
 
 def _union(sets: tuple[tuple[str, ...], ...]) -> list[str]:

@@ -58,14 +58,15 @@ class Net:
 
 
 def cluster(
-    shards: dict[str, Shard] | None = None,
+    shards: dict[str, Shard] | None = None, names: list[str] = NAMES
 ) -> tuple[Net, dict[str, ClusterCoordinator], dict[str, MemLog]]:
-    ring = Ring.build(NAMES, 8)
+    """N=3 W=2 R=2 on `names`: three nodes index locally (N = nodes); with more, postings go through the outbox."""
+    ring = Ring.build(names, 8)
     placement = Placement(ring, 3)
     net = Net()
     logs: dict[str, MemLog] = {}
     coords = {}
-    for i, n in enumerate(NAMES):
+    for i, n in enumerate(names):
         logs[n] = MemLog()
         svc = NodeService(
             n, (shards or {}).get(n) or Shard(), logs[n], placement, 2, lambda: 1_700_000_000_000
@@ -80,7 +81,7 @@ def cluster(
             net.caller(n),
             SnowflakeGenerator(i + 1),
             lambda: 1_700_000_000_000,
-            lambda: [{"name": x, "state": "up"} for x in NAMES],
+            lambda: [{"name": x, "state": "up"} for x in names],
             {},
         )
     return net, coords, logs
@@ -105,11 +106,16 @@ def test_write_with_one_node_down_is_acknowledged_and_found_everywhere() -> None
     trio.run(main)
 
 
-def test_w_unreachable_is_503_and_the_outbox_finishes_the_indexing_later() -> None:
+FOUR = ["a", "b", "c", "d"]  # more nodes than N: the postings go through the outbox
+
+
+@pytest.mark.parametrize("names", [FOUR, NAMES], ids=["outbox", "local-index"])
+def test_w_unreachable_is_503_and_a_retry_finishes_the_write(names: list[str]) -> None:
     async def main() -> None:
-        net, coords, _ = cluster()
+        net, coords, _ = cluster(names=names)
         tid = next(i for i in range(1, 10_000) if coords["a"].placement.master_of_tweet(i) == "a")
-        net.down = {"b", "c"}
+        others = set(coords["a"].placement.tweet(tid)[1]) - {"a"}
+        net.down = others
         # No election can be won alone: refused before anything is stored.
         with pytest.raises(Unavailable):
             await coords["a"].create_tweet(TweetIn(text="lonely tweet", user="u", id=tid))
@@ -117,25 +123,28 @@ def test_w_unreachable_is_503_and_the_outbox_finishes_the_indexing_later() -> No
         net.down = set()
         pid = coords["a"].placement.tweet_partition(tid)[0]
         await net.services["a"].ensure_master(pid, coords["a"].placement.tweet(tid)[1])
-        net.down = {"b", "c"}  # a master already elected stores locally, then misses W
+        net.down = others  # a master already elected stores locally, then misses W
         with pytest.raises(Unavailable):
             await coords["a"].create_tweet(TweetIn(text="lonely tweet", user="u", id=tid))
-        assert tid in net.services["a"].shard.outbox  # kept, not acknowledged
+        assert tid in net.services["a"].shard.tweets  # kept, not acknowledged
+        if names == FOUR:
+            assert tid in net.services["a"].shard.outbox  # its index work too
         net.down = set()
         # the retry of the same id is safe: it re-replicates and finishes the indexing, then answers 200
         again = await coords["b"].create_tweet(TweetIn(text="lonely tweet", user="u", id=tid))
         assert not again.created
-        for n in NAMES:
+        for n in names:
             assert await ids_for(coords[n], "lonely") == [tid]
-        assert all(tid not in net.services[n].shard.outbox for n in NAMES)
+        assert all(tid not in net.services[n].shard.outbox for n in names)
 
     trio.run(main)
 
 
 def test_interrupted_indexing_is_completed_by_the_master_after_a_restart() -> None:
     async def main() -> None:
-        net, coords, logs = cluster()
+        net, coords, logs = cluster(names=FOUR)
         tid = next(i for i in range(1, 10_000) if coords["a"].placement.master_of_tweet(i) == "a")
+        second = coords["a"].placement.tweet(tid)[1][1]
         tweet = (await coords["a"].create_tweet(TweetIn(text="first words", user="u", id=tid))).tweet
         # The master crashes after its tweet partition stored an edit but before any term partition saw it:
         import msgspec
@@ -143,20 +152,21 @@ def test_interrupted_indexing_is_completed_by_the_master_after_a_restart() -> No
         edited = msgspec.structs.replace(tweet, text="second words", version=tweet.version + 1)
         new_terms = index_terms(edited)[0]
         rec = PutTweet(edited, tuple(sorted(new_terms)), tuple(sorted(index_terms(tweet)[0] - new_terms)))
-        for n in ("a", "b"):
+        for n in ("a", second):
             net.services[n].shard.apply(rec)
             await logs[n].append([msgspec.msgpack.encode(rec)])
         # restart every node from its log alone (no snapshot): the outbox comes back with the tweet
         shards = {}
-        for n in NAMES:
+        for n in FOUR:
             sh = Shard()
             for payload in logs[n].records:
                 sh.apply(decode_record(payload))
             shards[n] = sh
-        net2, coords2, _ = cluster(shards)
-        assert await ids_for(coords2["c"], "second") == []  # half-indexed until the driver runs
+        net2, coords2, _ = cluster(shards, names=FOUR)
+        reader = next(n for n in FOUR if n not in ("a", second))
+        assert await ids_for(coords2[reader], "second") == []  # half-indexed until the driver runs
         assert await net2.services["a"].drive_pending() == 1
-        for n in NAMES:
+        for n in FOUR:
             assert await ids_for(coords2[n], "second") == [tid]
             assert await ids_for(coords2[n], "first") == []
 
