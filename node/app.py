@@ -8,6 +8,7 @@ stop serving, take a final snapshot and return. It holds no state of its own bey
 from __future__ import annotations
 
 import fcntl
+import gc
 import hmac
 import os
 import signal
@@ -18,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import mmh3
 import msgspec
 import structlog
 import trio
@@ -31,7 +33,7 @@ from node.config import Config
 from node.errors import Conflict, MurmurError, NotFound
 from node.http.api import make_handler
 from node.http.server import Request, Response, error_response, serve_http
-from node.ids import SnowflakeGenerator
+from node.ids import MACHINE_MAX, SnowflakeGenerator
 from node.membership.shell import GossipShell
 from node.metrics import HttpMetrics
 from node.replication import messages as rm
@@ -39,6 +41,7 @@ from node.replication.hints import HintStore, hint_replay_loop
 from node.ring import topology as tp
 from node.ring.topology import Topology
 from node.shard import Record, Shard, decode_record
+from node.storage.background import snapshot_in_child
 from node.storage.recovery import open_storage
 from node.transport.client import open_peer_pool
 from node.transport.server import serve_rpc
@@ -206,20 +209,28 @@ async def run_node(
         async with open_storage(node_dir / "storage", cfg.storage) as st, open_peer_pool(cfg.cluster.secret, name) as pool:
             t0 = trio.current_time()
             rec = st.take_recovered()
-            shard = Shard.load(rec.snapshot_blob) if rec.snapshot_blob is not None else Shard()
+            try:
+                shard = Shard.load(rec.snapshot_blob) if rec.snapshot_blob is not None else Shard()
+            finally:
+                rec.close()
+            t_snap = trio.current_time() - t0
             for _lsn, payload in rec.records:
                 shard.apply(decode_record(payload))
+            snap = _Snapshotter(shard, st, cfg, rec.snapshot_lsn, name)
+            wal_records = len(rec.records)
+            del rec
+            gc.collect()
+            gc.freeze()  # the recovered state lives as long as the node: the collector never scans it again
             log.info(
                 "recovered",
                 node=name,
                 tweets=len(shard.tweets),
-                snapshot_lsn=rec.snapshot_lsn,
-                wal_records=len(rec.records),
+                snapshot_lsn=snap.last_lsn,
+                snapshot_s=round(t_snap, 3),
+                wal_records=wal_records,
                 outbox=len(shard.outbox),
                 seconds=round(trio.current_time() - t0, 3),
             )
-            snap = _Snapshotter(shard, st, cfg, rec.snapshot_lsn)
-            del rec
             topo = rb.load(node_dir) or await discover(pool, cfg, name, join)
             target: Topology | None = None  # the change this node runs after it starts serving
             if topo.member(name) is None:
@@ -232,8 +243,7 @@ async def run_node(
             service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms)
             service.hints = await HintStore.open(node_dir / "hints")
             ids = SnowflakeGenerator(mine.machine_id)
-            for i in shard.tweets:
-                ids.observe(i)
+            ids.observe(shard.store.max_id_with_low_bits(MACHINE_MAX, mine.machine_id))
             peers = Peers(name, service, pool, {})
             keeper = rb.Keeper(name, node_dir, topo, placement, service, peers)
             await keeper.install(topo, rb.FORCE)  # persisted: a restart uses it, not the config
@@ -374,27 +384,70 @@ async def _stop_on_signal(scope: trio.CancelScope, name: str) -> None:
 
 
 class _Snapshotter:
-    """Takes a snapshot every `snapshot_interval_s` when enough has changed, and once at a graceful stop."""
+    """Snapshots in a child process (node/storage/background.py), so the node keeps serving while one is written:
+    once `snapshot_wal_records` WAL records are new (each node at its own point), every `snapshot_interval_s`
+    when `snapshot_min_records` are new (each node at its own offset), on request (POST /admin/snapshot,
+    `murmur snapshot`), and once at a graceful stop. One at a time; the WAL it covers is deleted after it."""
 
-    def __init__(self, shard: Shard, st: Any, cfg: Config, snapshot_lsn: int) -> None:
+    CHECK_S = 1.0
+
+    def __init__(self, shard: Shard, st: Any, cfg: Config, snapshot_lsn: int, name: str) -> None:
         self.shard, self.st, self.cfg = shard, st, cfg
         self.last_lsn = snapshot_lsn
+        spread = (mmh3.hash(name, signed=False) % 1000) / 1000  # 0 <= spread < 1, fixed per node
+        self.records_at = int(cfg.storage.snapshot_wal_records * (0.75 + 0.5 * spread))
+        self.offset_s = cfg.storage.snapshot_interval_s * spread
+        self.running = False
+        self._asked = trio.Event()
+        self.taken = 0
+        self.last: dict[str, Any] = {}  # the last snapshot's figures, or its error
+
+    def request(self) -> str:
+        """Start one now (at the next check); -> 'started' or 'running' (one is being written: that one counts)."""
+        if self.running:
+            return "running"
+        self._asked.set()
+        return "started"
 
     async def run(self) -> None:
         interval = self.cfg.storage.snapshot_interval_s
-        if interval <= 0:
-            await trio.sleep_forever()
+        next_scheduled = trio.current_time() + (interval + self.offset_s if interval > 0 else float("inf"))
         while True:
-            await trio.sleep(interval)
-            if self.st.last_lsn - self.last_lsn >= self.cfg.storage.snapshot_min_records:
-                await self.take("schedule")
+            with trio.move_on_after(self.CHECK_S):
+                await self._asked.wait()
+            new = self.st.last_lsn - self.last_lsn
+            why = None
+            if self._asked.is_set():
+                self._asked = trio.Event()
+                why = "requested"
+            elif self.records_at and new >= self.records_at:
+                why = "wal records"
+            elif trio.current_time() >= next_scheduled:
+                next_scheduled = trio.current_time() + interval
+                if new >= self.cfg.storage.snapshot_min_records:
+                    why = "schedule"
+            if why is not None:
+                await self.take(why)
 
     async def take(self, why: str) -> None:
         lsn = self.st.last_lsn
-        if lsn == self.last_lsn:
+        if lsn == self.last_lsn or self.running:
             return
+        self.running = True
         t0 = trio.current_time()
-        blob = self.shard.dump()  # synchronous: the state and `lsn` are read at the same instant
-        await self.st.snapshot(lsn, blob)
+        try:
+            # The child sees the state at the fork, which holds every record with an lsn <= lsn (records are
+            # applied before the WAL hands out their lsns, with no await between).
+            size = await snapshot_in_child(self.st.directory, lsn, self.shard.dump_parts)
+        except OSError as e:
+            self.last = {"error": str(e), "why": why, "at_lsn": lsn}
+            log.error("snapshot_failed", why=why, lsn=lsn, error=str(e))
+            return
+        finally:
+            self.running = False
         self.last_lsn = lsn
-        log.info("snapshot", why=why, lsn=lsn, bytes=len(blob), seconds=round(trio.current_time() - t0, 3))
+        self.taken += 1
+        deleted = await self.st.snapshot_written(lsn)
+        seconds = round(trio.current_time() - t0, 3)
+        self.last = {"lsn": lsn, "bytes": size, "seconds": seconds, "why": why, "wal_segments_deleted": deleted}
+        log.info("snapshot", why=why, lsn=lsn, bytes=size, seconds=seconds, wal_segments_deleted=deleted)

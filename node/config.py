@@ -30,6 +30,10 @@ class StorageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     fsync: Literal["always", "everysec", "never"] = "always"  # like Redis appendfsync: per group commit / 1 s / OS
     snapshot_interval_s: float = 300.0  # seconds between scheduled snapshots (0 = only at a graceful stop)
     snapshot_min_records: int = 10_000  # a scheduled snapshot is skipped when fewer WAL records are new
+    # A snapshot also starts once this many WAL records were written since the last one (0 = never), so that
+    # a restart replays at most about this many; each node's point is spread over 0.75x..1.25x of it (by its
+    # name) and its schedule offset likewise, so that the nodes of a cluster do not all snapshot at once.
+    snapshot_wal_records: int = 300_000
     wal_segment_bytes_max: int = 64 * 1024 * 1024  # a WAL segment file is rolled past this size
     group_commit_records_max: int = 4096  # records written by one group commit at most
 
@@ -173,6 +177,8 @@ def validate(cfg: Config) -> None:
     s = cfg.storage
     if s.snapshot_interval_s < 0:
         raise ConfigError("storage.snapshot_interval_s", "must be >= 0")
+    if s.snapshot_wal_records < 0:
+        raise ConfigError("storage.snapshot_wal_records", "must be >= 0")
     if s.wal_segment_bytes_max < 4096:
         raise ConfigError("storage.wal_segment_bytes_max", "must be at least 4096")
     if s.group_commit_records_max < 1:

@@ -34,6 +34,7 @@ from array import array
 from collections.abc import Iterable
 
 import msgspec
+import numpy as np
 
 from node.index.index import InvertedIndex
 from node.index.terms import tweet_terms_words
@@ -352,6 +353,31 @@ class Shard:
             if d is not None:
                 rem = e.remove if e is not None and e.version == d.version else ()
                 out.append(DeleteTweet(d.id, d.version, d.at_ms, rem))
+        return out
+
+    # ------------------------------------------------------------ trends
+
+    def hashtag_counts(self, lo_ms: int, hi_ms: int, ranges: list[tuple[int, int]] | None = None) -> dict[str, int]:
+        """hashtag -> live tweets created in [lo_ms, hi_ms) holding it now, of the tweet partitions (start, end]
+        in `ranges` (every tweet here when None). Buckets wholly inside a range are counted in bulk; the tweets of
+        a bucket a range cuts are placed by their own token."""
+        if ranges is None:
+            return self.store.hashtag_counts(lo_ms, hi_ms)
+        whole = np.zeros(BUCKETS, dtype=bool)
+        cut = np.zeros(BUCKETS, dtype=bool)
+        for start, end in ranges:
+            for b, partial in range_buckets(start, end):
+                if partial:
+                    cut[b] = True
+                else:
+                    whole[b] = True
+        whole &= ~cut
+        out = self.store.hashtag_counts(lo_ms, hi_ms, whole)
+        if cut.any():
+            for i, tag in self.store.hashtag_events(lo_ms, hi_ms, cut):
+                tok = tweet_token(i)
+                if any(in_range(tok, a, b) for a, b in ranges):
+                    out[tag] = out.get(tag, 0) + 1
         return out
 
     # ------------------------------------------------------------ snapshots

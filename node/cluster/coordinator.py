@@ -248,14 +248,39 @@ class ClusterCoordinator:
         return SearchResult(page, nxt, out.partial, out.stages if req.explain else None)
 
     async def trends(self, window_s: int, count: int, now_ms: int) -> list[Trend]:
-        nodes = [mb["name"] for mb in self.members()]
-        got = await self._gather({nd: m.TrendsReq(window_s * 1000, now_ms) for nd in nodes})
+        """Hashtags rising fastest in the window ending at now_ms (the `as_of`), counted from the replicated
+        tweets: each tweet partition by one live replica (this node first), so a dead node's share is counted by
+        another copy; a partition none of whose replicas answers is left out (best effort, like Twitter's)."""
+        ring, n = self.placement.ring, self.placement.n
+        alive = self._alive()
+        parts: dict[tuple[int, int], list[str]] = {}
+        for start, end in ring.partitions():
+            order = ring.preference_list(end, n)
+            parts[(start, end)] = sorted(order, key=lambda nd: (nd != self.me, alive is not None and nd not in alive))
         cur: dict[str, int] = {}
         prev: dict[str, int] = {}
-        for resp in got.values():
-            for tag, c, p in resp.counts:
-                cur[tag] = cur.get(tag, 0) + c
-                prev[tag] = prev.get(tag, 0) + p
+        for _attempt in range(n):
+            if not parts:
+                break
+            by_node: dict[str, list[tuple[int, int]]] = {}
+            for rng, cands in parts.items():
+                if cands:
+                    by_node.setdefault(cands[0], []).append(rng)
+            if not by_node:
+                break
+            whole = {nd for nd, rs in by_node.items() if len(rs) == len(ring.partitions())}
+            got = await self._gather(
+                {nd: m.TrendsReq(window_s * 1000, now_ms, None if nd in whole else rs) for nd, rs in by_node.items()}
+            )
+            for nd, resp in got.items():
+                for tag, c, p in resp.counts:
+                    cur[tag] = cur.get(tag, 0) + c
+                    prev[tag] = prev.get(tag, 0) + p
+                for rng in by_node[nd]:
+                    parts.pop(rng, None)
+            for cands in parts.values():  # the next replica of what did not answer
+                if cands:
+                    cands.pop(0)
         ranked = rank([(t, c, prev.get(t, 0)) for t, c in cur.items()], count)
         return [Trend("#" + t, c, s) for t, c, s in ranked]
 

@@ -51,7 +51,6 @@ from node.shard import (
     make_version,
 )
 from node.text.analyzer import analyse
-from node.trends import TrendCounter
 
 log = structlog.get_logger("murmur.service")
 
@@ -91,7 +90,6 @@ class NodeService:
         self.hints: Any = None  # node.replication.hints.HintStore: what a down replica missed, replayed later
         self._outbox_seen: dict[int, float] = {}  # outbox entries this replica is not master of -> first seen
         self._seq = shard.max_version & SEQ_MASK
-        self.trends = TrendCounter()
         self._driving: dict[int, trio.Event] = {}  # outbox entries being driven now -> set when that ends
         self._writing: set[int] = set()  # tweets of writes in flight: their own write drives their outbox
         self.keeper: Any = None  # node.cluster.rebalance.Keeper: topology messages go there
@@ -100,10 +98,6 @@ class NodeService:
         self._drained = trio.Event()  # set (and replaced) whenever a version's count drops to zero
         self._export: dict[tuple[tuple[int, int], ...], list[tuple[int, str]]] = {}  # streamed ranges -> (token, term)
         self.local_index = _local_index(placement)
-        now = clock_ms()
-        for t in shard.tweets.values():
-            if placement.master_of_tweet(t.id) == me:
-                self.trends.add(t.hashtags, t.created_at_ms, now)
 
     # ------------------------------------------------------------ dispatch
 
@@ -121,7 +115,9 @@ class NodeService:
         if isinstance(req, m.WriteReq):
             return m.WriteResp(await self.write(req.ops))
         if isinstance(req, m.TrendsReq):
-            return m.TrendsResp(self.trends.counts(req.window_ms, req.now_ms, limits.TRENDS_TAGS_MAX))
+            if req.ranges is not None and len(req.ranges) > limits.STREAM_RANGES_MAX:
+                raise MurmurError("too many ranges in one trends request")
+            return m.TrendsResp(self.trend_counts(req.window_ms, req.now_ms, req.ranges))
         if isinstance(req, m.QueryReq):
             return m.QueryResp(self.query(req))
         if isinstance(req, m.PingReq):
@@ -202,21 +198,18 @@ class NodeService:
             if ok:
                 self._step_down(r.pid, r.epoch - 1)
             return ok
-        if isinstance(r, PutTweet):
-            fresh = sh.version_of(r.tweet.id) == 0
-            ok = sh.apply(r)
-            if ok and fresh and self.placement.master_of_tweet(r.tweet.id) == self.me:
-                self.trends.add(r.tweet.hashtags, r.tweet.created_at_ms, now)
-            return ok
-        if isinstance(r, DeleteTweet):
-            old = sh.tweets.get(r.id)
-            ok = sh.apply(r)
-            if ok and old is not None and self.placement.master_of_tweet(r.id) == self.me:
-                self.trends.add(old.hashtags, old.created_at_ms, now, delta=-1)
-            return ok
         return sh.apply(r)
 
     # ------------------------------------------------------------ reads
+
+    def trend_counts(self, window_ms: int, as_of_ms: int, ranges: list[tuple[int, int]] | None) -> list[tuple[str, int, int]]:
+        """(hashtag, count in the window ending at as_of_ms, count in the window before) for the most counted
+        hashtags of these tweet partitions: tweets created in (as_of - window, as_of], then the window before."""
+        hi = as_of_ms + 1
+        cur = self.shard.hashtag_counts(hi - window_ms, hi, ranges)
+        top = sorted(cur.items(), key=lambda kv: (-kv[1], kv[0]))[: limits.TRENDS_TAGS_MAX]
+        prev = self.shard.hashtag_counts(hi - 2 * window_ms, hi - window_ms, ranges)
+        return [(tag, c, prev.get(tag, 0)) for tag, c in top]
 
     def window(self, items: list[m.WindowItem]) -> list[m.WindowResult]:
         if len(items) > limits.WINDOW_ITEMS_MAX:

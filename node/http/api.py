@@ -37,7 +37,7 @@ from node.http.schema import (
 )
 from node.http.server import Handler, Request, Response, error_response
 from node.metrics import HttpMetrics
-from node.model import TweetIn, format_time, parse_id, parse_patch, parse_tweet_in, render
+from node.model import TweetIn, format_time, parse_id, parse_patch, parse_time, parse_tweet_in, render
 from node.query.ast import Query
 from node.query.parser import parse
 
@@ -292,7 +292,8 @@ class _Api:
         if window not in WINDOWS_S:
             raise InvalidField("window must be 5m, 1h or 24h", "window")
         count = _int_param(req, "count", 1, TRENDS_COUNT_MAX, TRENDS_COUNT_DEFAULT)
-        now = self.now_ms()
+        as_of = _param(req, "as_of")
+        now = self.now_ms() if as_of is None else parse_time(as_of, "as_of")
         trends = await self.coord.trends(WINDOWS_S[window], count, now)
         out = [TrendOut(hashtag=t.hashtag, count=t.count, score=t.score) for t in trends]
         return _json(200, TrendsResponse(trends=out, window=window, as_of=format_time(now)))

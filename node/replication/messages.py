@@ -108,8 +108,12 @@ class WriteResp(msgspec.Struct, frozen=True, tag=13, array_like=True):
 
 
 class TrendsReq(msgspec.Struct, frozen=True, tag=14, array_like=True):
+    """Hashtag counts of the window that ends at `now_ms` (the `as_of`) and of the window before it, over the
+    tweet partitions (start, end] in `ranges` (every tweet the node holds when None)."""
+
     window_ms: int
     now_ms: int
+    ranges: list[tuple[int, int]] | None = None
 
 
 class TrendsResp(msgspec.Struct, frozen=True, tag=15, array_like=True):

@@ -12,9 +12,11 @@ Usage:
         lsn = await st.append([encode(op)])   # returns once durable per cfg.fsync; apply op, then acknowledge
         await st.snapshot(lsn_applied, encode(state))   # the state covering every lsn <= lsn_applied
 
-Why two snapshots and when the WAL shrinks: `snapshot` keeps the newest two and deletes only WAL segments wholly
-covered by the OLDER one, so if the newest snapshot proves unreadable the older one plus the WAL still recover
-everything. One `Durable` per node is cheapest: every instance has its own writer and fsyncs.
+When the WAL shrinks: a snapshot is read back and checked before it replaces anything, and then the WAL
+segments it covers are deleted (a crash mid-snapshot leaves a `.tmp` nobody reads: the previous snapshot and the
+whole WAL after it are still there). The previous snapshot file is kept as a last resort for a newest one that
+rots on disk later (then the records between them are gone, and recovery logs it). One `Durable` per node is
+cheapest: every instance has its own writer and fsyncs.
 """
 
 from __future__ import annotations
@@ -23,14 +25,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import msgspec
 import structlog
 import trio
 
 from node.config import StorageConfig
 from node.storage.snapshot import (
-    find_newest_snapshot,
-    list_snapshots,
+    MappedSnapshot,
+    open_newest_snapshot,
     remove_stale_temp_files,
     write_snapshot_async,
 )
@@ -41,26 +42,44 @@ log = structlog.get_logger("murmur.storage")
 _DAMAGED_SUFFIX = ".damaged"
 
 
-class Recovered(msgspec.Struct, frozen=True):
-    snapshot_lsn: int  # the lsn the snapshot covers up to; 0 without a snapshot
-    snapshot_blob: bytes | None  # as given to `snapshot`; None when there is no intact snapshot
-    records: list[tuple[int, bytes]]  # (lsn, payload) with lsn > snapshot_lsn, oldest first, to replay
-    last_lsn: int  # the newest lsn covered (snapshot or WAL); new appends get lsns after it
+class Recovered:
+    """What opening found: the newest intact snapshot (memory-mapped: `close()` once it is loaded) and the WAL
+    records after it."""
+
+    __slots__ = ("_snapshot", "last_lsn", "records", "snapshot_lsn")
+
+    def __init__(
+        self, snapshot: MappedSnapshot | None, records: list[tuple[int, bytes]], last_lsn: int
+    ) -> None:
+        self._snapshot = snapshot
+        self.snapshot_lsn = snapshot.lsn if snapshot is not None else 0  # the lsn it covers up to; 0 without one
+        self.records = records  # (lsn, payload) with lsn > snapshot_lsn, oldest first, to replay
+        self.last_lsn = last_lsn  # the newest lsn covered (snapshot or WAL); new appends get lsns after it
+
+    @property
+    def snapshot_blob(self) -> memoryview | None:
+        """The snapshot as given to `snapshot` (a view into the file's mapping); None when there is none."""
+        return self._snapshot.blob if self._snapshot is not None else None
+
+    def close(self) -> None:
+        """Unmap the snapshot (its blob is invalid afterwards)."""
+        if self._snapshot is not None:
+            self._snapshot.close()
 
 
 def _recover(directory: Path) -> tuple[Recovered, WalScan]:
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(directory)
-    newest, bad = find_newest_snapshot(directory)
+    newest, bad = open_newest_snapshot(directory)
     for path in bad:
         # Out of the way, so a later snapshot's "keep the newest two" counts only intact ones; kept for a human.
         log.error("snapshot_set_aside", file=str(path))
         path.rename(path.with_name(path.name + _DAMAGED_SUFFIX))
-    snap_lsn, blob = newest if newest is not None else (0, None)
+    snap_lsn = newest.lsn if newest is not None else 0
     found = scan_wal_dir(directory, after_lsn=snap_lsn)
     if found.records and found.records[0][0] != snap_lsn + 1:
         log.warning("wal_does_not_follow_snapshot", snapshot_lsn=snap_lsn, first_wal_lsn=found.records[0][0])
-    rec = Recovered(snap_lsn, blob, found.records, max(snap_lsn, found.last_lsn))
+    rec = Recovered(newest, found.records, max(snap_lsn, found.last_lsn))
     return rec, found
 
 
@@ -108,10 +127,13 @@ class Durable:
         assert lsn <= self._wal.last_lsn, f"snapshot at lsn {lsn} past the newest record {self._wal.last_lsn}"
         async with self._snapshot_lock:
             await write_snapshot_async(self.directory, lsn, blob)
-            kept = await trio.to_thread.run_sync(list_snapshots, self.directory)
-            if len(kept) < 2:
-                return 0  # the fallback for a bad first snapshot is the empty state: keep the whole WAL
-            return await self._wal.truncate_before(kept[-2][0] + 1)
+            return await self.snapshot_written(lsn)
+
+    async def snapshot_written(self, lsn: int) -> int:
+        """A snapshot at `lsn` was written and read back intact (here or by a snapshot process): drop the WAL
+        segments it covers. -> segments deleted."""
+        assert lsn <= self._wal.last_lsn, f"snapshot at lsn {lsn} past the newest record {self._wal.last_lsn}"
+        return await self._wal.truncate_before(lsn + 1)
 
 
 @asynccontextmanager

@@ -1,7 +1,8 @@
 """Snapshot files: one opaque blob standing for the whole state up to and including an lsn.
 
-Written atomically (temp file in the same directory, fsync, rename, fsync the directory), so a crash leaves either
-the old set of snapshots or the new one, plus perhaps a `*.tmp` that nobody reads. Never trusts a file it reads:
+Written atomically (temp file in the same directory, fsync, read back, rename, fsync the directory), so a crash
+leaves either the old set of snapshots or the new one, plus perhaps a `*.tmp` that nobody reads. Read through a
+memory map: a snapshot of hundreds of MB is never copied whole into the heap. Never trusts a file it reads:
 a snapshot whose header or checksum is wrong is skipped (and logged) in favour of the older one.
 
 File `snap-<lsn:020d>.bin`: magic 8 bytes | lsn u64 | length u64 | crc32 u32 over (lsn, length, blob) | blob.
@@ -9,10 +10,12 @@ File `snap-<lsn:020d>.bin`: magic 8 bytes | lsn u64 | length u64 | crc32 u32 ove
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -41,6 +44,12 @@ def encode_snapshot(lsn: int, blob: bytes) -> bytes:
 
 def decode_snapshot(data: bytes, expect_lsn: int) -> tuple[bytes | None, str | None]:
     """(blob, None) when data is a whole, intact snapshot of expect_lsn; else (None, reason)."""
+    blob, why = decode_snapshot_view(memoryview(data), expect_lsn)
+    return (bytes(blob) if blob is not None else None), why
+
+
+def decode_snapshot_view(data: memoryview, expect_lsn: int) -> tuple[memoryview | None, str | None]:
+    """decode_snapshot without copying: the blob is a view into `data`."""
     if len(data) < HEADER.size:
         return None, f"{len(data)} of {HEADER.size} header bytes"
     magic, lsn, length, crc = HEADER.unpack_from(data)
@@ -50,10 +59,10 @@ def decode_snapshot(data: bytes, expect_lsn: int) -> tuple[bytes | None, str | N
         return None, f"header lsn {lsn} differs from the file name's {expect_lsn}"
     if length != len(data) - HEADER.size:
         return None, f"length {length} but {len(data) - HEADER.size} blob bytes present"
-    blob = memoryview(data)[HEADER.size :]
+    blob = data[HEADER.size :]
     if _crc(lsn, blob) != crc:
         return None, "checksum mismatch"
-    return bytes(blob), None
+    return blob, None
 
 
 def list_snapshots(directory: Path) -> list[tuple[int, Path]]:
@@ -81,22 +90,49 @@ def write_snapshot(directory: Path, lsn: int, blob: bytes) -> None:
     lsn must not be older than the newest snapshot present (the caller snapshots a state that only grows).
     Blocking: call it from a thread (`write_snapshot_async`).
     """
+    write_snapshot_pieces(directory, lsn, [blob])
+
+
+def write_snapshot_pieces(directory: Path, lsn: int, pieces: Sequence[bytes | bytearray | memoryview]) -> int:
+    """write_snapshot of the blob that is the concatenation of `pieces`, without joining them (a snapshot is
+    hundreds of MB: one pass computes the checksum, one writes). The written file is read back and checked
+    before it replaces anything: the WAL before it is deleted once it exists. -> bytes written. Blocking.
+    A failure removes the temporary file and raises OSError; nothing older is touched."""
     existing = list_snapshots(directory)
     assert not existing or lsn >= existing[-1][0], f"snapshot lsn {lsn} older than {existing[-1][0]}"
+    length = sum(len(p) for p in pieces)
+    crc = zlib.crc32(struct.pack("<QQ", lsn, length))
+    for p in pieces:
+        crc = zlib.crc32(p, crc)
     final = directory / snapshot_name(lsn)
     tmp = directory / (final.name + _TMP_SUFFIX)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        data = memoryview(encode_snapshot(lsn, blob))
-        while data:
-            data = data[os.write(fd, data) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for data in (HEADER.pack(MAGIC, lsn, length, crc), *pieces):
+                view = memoryview(data).cast("B")
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with open(tmp, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            view = memoryview(mm)
+            try:
+                blob, why = decode_snapshot_view(view, lsn)
+                if blob is None:
+                    raise OSError(f"snapshot {tmp.name} does not read back: {why}")
+                blob.release()
+            finally:
+                view.release()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, final)
     fsync_dir(directory)
     for _, old in list_snapshots(directory)[:-SNAPSHOTS_KEPT]:
         old.unlink(missing_ok=True)
+    return HEADER.size + length
 
 
 async def write_snapshot_async(directory: Path, lsn: int, blob: bytes) -> None:
@@ -109,6 +145,48 @@ def remove_stale_temp_files(directory: Path) -> None:
     for p in directory.glob("snap-*.bin" + _TMP_SUFFIX):
         log.warning("snapshot_temp_removed", file=str(p))
         p.unlink(missing_ok=True)
+
+
+class MappedSnapshot:
+    """An intact snapshot file, memory-mapped: `blob` is a view of its body, valid until `close()` (the loader
+    copies what it keeps; the pages are the page cache's, not the process's heap)."""
+
+    def __init__(self, lsn: int, path: Path) -> None:
+        self.lsn = lsn
+        self.path = path
+        with open(path, "rb") as f:  # the mapping keeps its own descriptor
+            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._view = memoryview(self._mm)
+        blob, self.reason = decode_snapshot_view(self._view, lsn)
+        self.blob: memoryview | None = blob
+
+    def close(self) -> None:
+        if self.blob is not None:
+            self.blob.release()
+            self.blob = None
+        self._view.release()
+        try:
+            self._mm.close()
+        except BufferError:  # a caller still holds a view: the mapping goes with the last reference
+            pass
+
+
+def open_newest_snapshot(directory: Path) -> tuple[MappedSnapshot | None, list[Path]]:
+    """(the newest intact snapshot, mapped, or None; the unreadable snapshot files newer than it)."""
+    bad: list[Path] = []
+    for lsn, path in reversed(list_snapshots(directory)):
+        try:
+            snap = MappedSnapshot(lsn, path)
+        except (OSError, ValueError) as e:  # ValueError: an empty file cannot be mapped
+            log.warning("snapshot_skipped", file=str(path), reason=f"unreadable: {e}")
+            bad.append(path)
+            continue
+        if snap.blob is not None:
+            return snap, bad
+        log.warning("snapshot_skipped", file=str(path), reason=snap.reason)
+        snap.close()
+        bad.append(path)
+    return None, bad
 
 
 def find_newest_snapshot(directory: Path) -> tuple[tuple[int, bytes] | None, list[Path]]:

@@ -337,10 +337,26 @@ class TweetStore:
     def hashtag_counts(self, lo_ms: int, hi_ms: int, buckets: np.ndarray | None = None) -> dict[str, int]:
         """hashtag -> live tweets created in [lo_ms, hi_ms) that hold it now; only rows whose digest bucket is
         marked in `buckets` (a bool array of every bucket) when given."""
+        tags = self._events(lo_ms, hi_ms, buckets)[1]
+        if not len(tags):
+            return {}
+        counts = np.bincount(tags)
+        nz = np.flatnonzero(counts)
+        return {self._tags[k]: int(counts[k]) for k in nz.tolist()}
+
+    def hashtag_events(self, lo_ms: int, hi_ms: int, buckets: np.ndarray) -> list[tuple[int, str]]:
+        """(tweet id, hashtag) of the events hashtag_counts would count, for the rows of `buckets`."""
+        rows, tags = self._events(lo_ms, hi_ms, buckets)
+        ids = self._id
+        names = self._tags
+        return [(ids[r], names[t]) for r, t in zip(rows.tolist(), tags.tolist(), strict=True)]
+
+    def _events(self, lo_ms: int, hi_ms: int, buckets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, tag numbers) of the live events in the window (and the buckets)."""
         ev = self._c
         n = len(ev["ev_ms"])
         if not n:
-            return {}
+            return np.empty(0, np.uint32), np.empty(0, np.uint32)
         ms = np.frombuffer(ev["ev_ms"], dtype=np.int64, count=n)
         rows = np.frombuffer(ev["ev_row"], dtype=np.uint32, count=n)
         vers = np.frombuffer(ev["ev_ver"], dtype=np.uint64, count=n)
@@ -356,10 +372,22 @@ class TweetStore:
             bk = np.frombuffer(self._bucket, dtype=np.uint16, count=nrows)
             keep &= buckets[bk[r]]
             del bk
-        counts = np.bincount(tags[idx[keep]], minlength=0)
+        kept = idx[keep]
+        out = rows[kept].copy(), tags[kept].copy()
         del ms, rows, vers, tags, version, flags
-        nz = np.flatnonzero(counts)
-        return {self._tags[k]: int(counts[k]) for k in nz.tolist()}
+        return out
+
+    def max_id_with_low_bits(self, mask: int, value: int) -> int:
+        """The largest id (live or deleted) whose bits under `mask` equal `value`; 0 when none (Snowflake ids of
+        one machine: recovery resumes the generator above them)."""
+        n = len(self._id)
+        if not n:
+            return 0
+        ids = np.frombuffer(self._id, dtype=np.uint64, count=n)
+        sel = ids[(ids & np.uint64(mask)) == np.uint64(value)]
+        out = int(sel.max()) if len(sel) else 0
+        del ids
+        return out
 
     # -- snapshots -----------------------------------------------------------------------------------------
 
