@@ -28,7 +28,7 @@ from node.cluster.peers import Peers
 from node.cluster.placement import Placement
 from node.cluster.service import NodeService
 from node.config import Config
-from node.errors import Conflict, MurmurError, NotFound
+from node.errors import Conflict, Forbidden, MethodNotAllowed, MurmurError, NotFound
 from node.http.api import make_handler
 from node.http.server import Request, Response, error_response, serve_http
 from node.ids import SnowflakeGenerator
@@ -69,16 +69,6 @@ def _data_dir_lock(d: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-class Forbidden(MurmurError):
-    status = 403
-    code = "forbidden"
-
-
-class MethodNotAllowed(MurmurError):
-    status = 405
-    code = "method_not_allowed"
 
 
 def internal_handler(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import trio
 
+from node.cli.keygen import add_keygen
 from node.config import Config, load_config
 from node.errors import ConfigError
 
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name", metavar="NAME", help="the node that leaves")
     sp.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for it to leave (default 600)")
     sp.set_defaults(func=_cmd_decommission)
+    add_keygen(sub)
     return p
 
 
