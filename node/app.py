@@ -222,8 +222,9 @@ async def run_node(
             service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms)
             service.hints = await HintStore.open(node_dir / "hints")
             ids = SnowflakeGenerator(mine.machine_id)
+            now = wall_ms()
             for i in shard.tweets:
-                ids.observe(i)
+                ids.observe(i, now)  # not past the clock: ids made from a client's created_at do not move it
             peers = Peers(name, service, pool, {})
             keeper = rb.Keeper(name, node_dir, topo, placement, service, peers)
             await keeper.install(topo, rb.FORCE)  # persisted: a restart uses it, not the config
