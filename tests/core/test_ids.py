@@ -1,7 +1,6 @@
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import pytest
 
 from node.ids import (
     CREATED_AHEAD_MS_MAX,
