@@ -69,6 +69,8 @@ def _decode(body: bytes) -> Any:
         return _decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
         raise InvalidJSON(f"the body is not valid JSON: {e}") from None
+    except RecursionError:  # msgspec's answer to nesting past about 1,000 levels
+        raise InvalidJSON("the body is nested too deeply") from None
 
 
 def _check_type(req: Request, allowed: frozenset[str]) -> None:
