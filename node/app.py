@@ -8,7 +8,6 @@ stop serving, take a final snapshot and return. It holds no state of its own bey
 from __future__ import annotations
 
 import fcntl
-import hmac
 import os
 import signal
 import time
@@ -28,9 +27,9 @@ from node.cluster.peers import Peers
 from node.cluster.placement import Placement
 from node.cluster.service import NodeService
 from node.config import Config
-from node.errors import Conflict, Forbidden, MethodNotAllowed, MurmurError, NotFound
+from node.errors import Conflict, MurmurError
 from node.http.api import make_handler
-from node.http.server import Request, Response, error_response, serve_http
+from node.http.server import Request, Response, error_response, make_ssl_context, serve_http
 from node.ids import SnowflakeGenerator
 from node.membership.shell import GossipShell
 from node.metrics import HttpMetrics
@@ -71,36 +70,35 @@ def _data_dir_lock(d: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def internal_handler(
-    secret: str, me: str, peers: Peers, keeper: rb.Keeper, nursery: trio.Nursery, leave: Callable[[], Awaitable[None]]
-) -> Any:
-    """/internal/ over HTTP: refuses anything without the cluster secret (header x-murmur-secret).
-    GET /internal/peers, GET /internal/topology, POST /internal/decommission (202: this node starts leaving)."""
+def admin_routes(
+    me: str, keeper: rb.Keeper, nursery: trio.Nursery, leave: Callable[[], Awaitable[None]], snap: _Snapshotter
+) -> dict[str, dict[str, Any]]:
+    """The node's cluster operations over HTTP, for the admin role (node/http/auth.py checks it; the cluster secret
+    never travels over HTTP): POST /admin/decommission (202: this node starts leaving; 409 while it cannot),
+    GET /admin/topology, POST /admin/snapshot (202: a snapshot starts now, like Redis BGSAVE)."""
 
-    async def handle(req: Request) -> Response:
-        given = req.header(b"x-murmur-secret") or b""
-        if not hmac.compare_digest(given, secret.encode()):
-            return error_response(Forbidden("internal endpoints need the cluster secret", "x-murmur-secret"))
-        if req.path == "/internal/peers":
-            return Response(200, msgspec.json.encode({"node": me, "peers": peers.state}))
-        if req.path == "/internal/topology":
-            return Response(200, msgspec.json.encode(_topology_view(keeper)))
-        if req.path == "/internal/decommission":
-            if req.method != "POST":
-                return error_response(MethodNotAllowed("POST /internal/decommission starts the decommission"))
-            t = keeper.topology
-            if keeper.state != "normal" or t.moving or keeper.changing.locked():
-                why = t.change or keeper.state
-                return error_response(Conflict(f"{me} cannot leave now: {why} is in progress"))
-            try:
-                tp.begin_leave(t, me, keeper.placement.n)
-            except tp.TopologyError as e:
-                return error_response(Conflict(str(e)))
-            nursery.start_soon(_leave_logged, leave, me)
-            return Response(202, msgspec.json.encode({"node": me, "status": "leaving", "topology": t.version}))
-        return error_response(NotFound(f"no internal endpoint {req.path}"))
+    async def decommission(req: Request) -> Response:
+        t = keeper.topology
+        if keeper.state != "normal" or t.moving or keeper.changing.locked():
+            why = t.change or keeper.state
+            return error_response(Conflict(f"{me} cannot leave now: {why} is in progress"))
+        try:
+            tp.begin_leave(t, me, keeper.placement.n)
+        except tp.TopologyError as e:
+            return error_response(Conflict(str(e)))
+        nursery.start_soon(_leave_logged, leave, me)
+        return Response(202, msgspec.json.encode({"node": me, "status": "leaving", "topology": t.version}))
 
-    return handle
+    async def topology(req: Request) -> Response:
+        return Response(200, msgspec.json.encode(_topology_view(keeper)))
+
+    async def snapshot(req: Request) -> Response:
+        if not snap.busy:
+            nursery.start_soon(snap.take, "admin")
+        return Response(202, msgspec.json.encode({"node": me, "status": "started" if not snap.busy else "running"}))
+
+    return {"/admin/decommission": {"POST": decommission}, "/admin/topology": {"GET": topology},
+            "/admin/snapshot": {"POST": snapshot}}
 
 
 async def _leave_logged(leave: Callable[[], Awaitable[None]], me: str) -> None:
@@ -283,15 +281,16 @@ async def run_node(
             async with trio.open_nursery() as nursery:
                 leave = partial(_leave, keeper, n_rep, nursery.cancel_scope, node_dir)
                 handler = make_handler(
-                    coord,
-                    metrics,
-                    cfg.http,
-                    name,
-                    internal_handler=internal_handler(cfg.cluster.secret, name, peers, keeper, nursery, leave),
+                    coord, metrics, cfg.http, name, auth=cfg.auth, admin_routes=admin_routes(name, keeper, nursery, leave, snap)
                 )
+                tls = None
+                if cfg.http.tls_cert_file and cfg.http.tls_key_file:
+                    tls = make_ssl_context(str(cfg.file(cfg.http.tls_cert_file)), str(cfg.file(cfg.http.tls_key_file)))
                 await nursery.start(gossip.run)  # cancelled with the rest on SIGTERM: then it leaves (Left)
                 await nursery.start(partial(serve_rpc, peers.dispatch, me.host, me.gossip_port, cfg.cluster.secret, name))
-                port = await nursery.start(partial(serve_http, handler, me.host, me.http_port, cfg.http, metrics=metrics))
+                port = await nursery.start(
+                    partial(serve_http, handler, me.host, me.http_port, cfg.http, metrics=metrics, ssl_context=tls)
+                )
                 nursery.start_soon(snap.run)
                 nursery.start_soon(peers.count_loop)  # tweet counts for /cluster; liveness is gossip's
                 nursery.start_soon(peers.repair_loop, recv_repairs)
@@ -310,7 +309,8 @@ async def run_node(
                         nursery.start_soon(_join, keeper, target, cfg, name)
                     else:
                         nursery.start_soon(leave)
-                log.info("serving", node=name, url=f"http://{me.host}:{port}", rpc=f"{me.host}:{me.gossip_port}")
+                scheme = "https" if tls is not None else "http"
+                log.info("serving", node=name, url=f"{scheme}://{me.host}:{port}", rpc=f"{me.host}:{me.gossip_port}")
                 task_status.started(port)
             with trio.CancelScope(shield=True):
                 await snap.take("graceful stop")
@@ -370,6 +370,7 @@ class _Snapshotter:
     def __init__(self, shard: Shard, st: Any, cfg: Config, snapshot_lsn: int) -> None:
         self.shard, self.st, self.cfg = shard, st, cfg
         self.last_lsn = snapshot_lsn
+        self.busy = False  # a snapshot is being written (POST /admin/snapshot starts none then)
 
     async def run(self) -> None:
         interval = self.cfg.storage.snapshot_interval_s
@@ -384,8 +385,14 @@ class _Snapshotter:
         lsn = self.st.last_lsn
         if lsn == self.last_lsn:
             return
-        t0 = trio.current_time()
-        blob = self.shard.dump()  # synchronous: the state and `lsn` are read at the same instant
-        await self.st.snapshot(lsn, blob)
-        self.last_lsn = lsn
+        if self.busy:
+            return
+        self.busy = True
+        try:
+            t0 = trio.current_time()
+            blob = self.shard.dump()  # synchronous: the state and `lsn` are read at the same instant
+            await self.st.snapshot(lsn, blob)
+            self.last_lsn = lsn
+        finally:
+            self.busy = False
         log.info("snapshot", why=why, lsn=lsn, bytes=len(blob), seconds=round(trio.current_time() - t0, 3))
