@@ -39,6 +39,7 @@ from node.ring import topology as tp
 from node.ring.topology import Topology
 from node.shard import Record, Shard, decode_record
 from node.storage.recovery import open_storage
+from node.storage.snapshot import fsync_dir
 from node.transport.client import open_peer_pool
 from node.transport.server import serve_rpc
 
@@ -191,10 +192,11 @@ async def run_node(
             raise SystemExit(
                 f"murmur: {name} was decommissioned; remove it from {cfg.path}, or delete {node_dir} to join it anew"
             )
-        async with open_storage(node_dir / "storage", cfg.storage) as st, open_peer_pool(cfg.cluster.secret, name) as pool:
+        storage = open_storage(node_dir / "storage", cfg.storage, load=Shard.load)  # undecodable: the older one
+        async with storage as st, open_peer_pool(cfg.cluster.secret, name) as pool:
             t0 = trio.current_time()
             rec = st.take_recovered()
-            shard = Shard.load(rec.snapshot_blob) if rec.snapshot_blob is not None else Shard()
+            shard = rec.state if rec.state is not None else Shard()
             for _lsn, payload in rec.records:
                 shard.apply(decode_record(payload))
             log.info(
@@ -351,9 +353,20 @@ async def _leave(keeper: rb.Keeper, n: int, scope: trio.CancelScope, node_dir: P
     t = keeper.topology
     target = t if t.moving and t.change == f"leave {keeper.me}" else tp.begin_leave(t, keeper.me, n)
     await keeper.run(target)
-    (node_dir / rb.LEFT_FILE).write_text(f"left the ring at topology version {keeper.topology.version}\n")
+    await trio.to_thread.run_sync(mark_decommissioned, node_dir, keeper.topology.version)
     log.info("decommissioned", node=keeper.me, version=keeper.topology.version)
     scope.cancel()
+
+
+def mark_decommissioned(node_dir: Path, version: int) -> None:
+    """The marker that keeps a node that left from rejoining by accident: fsynced, file and directory, so that it
+    survives a power cut right after the node said it left."""
+    path = node_dir / rb.LEFT_FILE
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"left the ring at topology version {version}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(node_dir)
 
 
 async def _stop_on_signal(scope: trio.CancelScope, name: str) -> None:

@@ -2,7 +2,8 @@
 
 Records and snapshots are opaque bytes: the caller encodes its operations and its state. Never acknowledges what
 is not on disk per the fsync policy, and never refuses to start over damage: damaged tails are cut, damaged
-snapshots set aside, each logged.
+snapshots set aside, each logged. With `load`, a snapshot whose checksum is right but which `load` cannot decode
+counts as damaged too: it is set aside and the older one (plus the WAL after it) is used.
 
 Usage:
     async with open_storage(node_dir / "shard", cfg.storage) as st:
@@ -19,9 +20,10 @@ everything. One `Durable` per node is cheapest: every instance has its own write
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import structlog
@@ -32,6 +34,7 @@ from node.storage.snapshot import (
     find_newest_snapshot,
     list_snapshots,
     remove_stale_temp_files,
+    snapshot_name,
     write_snapshot_async,
 )
 from node.storage.wal import Wal, WalScan, WalStats, open_wal, scan_wal_dir
@@ -46,27 +49,42 @@ class Recovered(msgspec.Struct, frozen=True):
     snapshot_blob: bytes | None  # as given to `snapshot`; None when there is no intact snapshot
     records: list[tuple[int, bytes]]  # (lsn, payload) with lsn > snapshot_lsn, oldest first, to replay
     last_lsn: int  # the newest lsn covered (snapshot or WAL); new appends get lsns after it
+    state: Any = None  # load(snapshot_blob), when open_storage was given `load` and there is a snapshot
 
 
-def _recover(directory: Path) -> tuple[Recovered, WalScan]:
+def _set_aside(path: Path) -> None:
+    # Out of the way, so a later snapshot's "keep the newest two" counts only intact ones; kept for a human.
+    log.error("snapshot_set_aside", file=str(path))
+    path.rename(path.with_name(path.name + _DAMAGED_SUFFIX))
+
+
+def _recover(directory: Path, load: Callable[[bytes], Any] | None = None) -> tuple[Recovered, WalScan]:
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(directory)
-    newest, bad = find_newest_snapshot(directory)
-    for path in bad:
-        # Out of the way, so a later snapshot's "keep the newest two" counts only intact ones; kept for a human.
-        log.error("snapshot_set_aside", file=str(path))
-        path.rename(path.with_name(path.name + _DAMAGED_SUFFIX))
+    state: Any = None
+    while True:
+        newest, bad = find_newest_snapshot(directory)
+        for path in bad:
+            _set_aside(path)
+        if newest is None or load is None:
+            break
+        try:
+            state = load(newest[1])
+            break
+        except Exception as e:  # a valid checksum over bytes the caller cannot decode: as damaged as a bad one
+            log.error("snapshot_undecodable", lsn=newest[0], error=f"{type(e).__name__}: {e}")
+            _set_aside(directory / snapshot_name(newest[0]))
     snap_lsn, blob = newest if newest is not None else (0, None)
     found = scan_wal_dir(directory, after_lsn=snap_lsn)
     if found.records and found.records[0][0] != snap_lsn + 1:
         log.warning("wal_does_not_follow_snapshot", snapshot_lsn=snap_lsn, first_wal_lsn=found.records[0][0])
-    rec = Recovered(snap_lsn, blob, found.records, max(snap_lsn, found.last_lsn))
+    rec = Recovered(snap_lsn, blob, found.records, max(snap_lsn, found.last_lsn), state)
     return rec, found
 
 
-def recover(directory: Path | str) -> Recovered:
+def recover(directory: Path | str, load: Callable[[bytes], Any] | None = None) -> Recovered:
     """The newest intact snapshot and the WAL records after it. Blocking; repairs damage it finds (see above)."""
-    return _recover(Path(directory))[0]
+    return _recover(Path(directory), load)[0]
 
 
 class Durable:
@@ -115,13 +133,16 @@ class Durable:
 
 
 @asynccontextmanager
-async def open_storage(directory: Path | str, cfg: StorageConfig) -> AsyncIterator[Durable]:
-    """Recover the storage in directory (created if missing) and run its WAL until the block ends.
+async def open_storage(
+    directory: Path | str, cfg: StorageConfig, load: Callable[[bytes], Any] | None = None
+) -> AsyncIterator[Durable]:
+    """Recover the storage in directory (created if missing) and run its WAL until the block ends. With `load`,
+    the snapshot is decoded during recovery (in the worker thread) into `Recovered.state`.
 
     Leaving the block lets queued appends finish, fsyncs (unless fsync="never") and closes; a later append raises.
     """
     path = Path(directory)
-    rec, found = await trio.to_thread.run_sync(_recover, path)
+    rec, found = await trio.to_thread.run_sync(_recover, path, load)
     async with open_wal(path, cfg, found=found, floor_lsn=rec.snapshot_lsn) as wal:
         del found
         wal.replay = []  # the records travel in `Recovered`; one reference is enough
