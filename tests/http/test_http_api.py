@@ -393,6 +393,9 @@ def test_cluster_health_openapi() -> None:
             "/health",
             "/metrics",
             "/openapi.json",
+            "/admin/snapshot",
+            "/admin/decommission",
+            "/admin/topology",
         }
         schemas = doc["components"]["schemas"]
         assert set(schemas["TweetOut"]["required"]) == TWEET_KEYS
