@@ -14,7 +14,7 @@ import msgspec
 
 from node.transport.errors import FrameTooLarge, ProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: frames after the handshake carry a MAC (session.py); a version-1 peer is refused
 FRAME_BYTES_MAX = 32 * 1024 * 1024  # one frame's payload at most, either direction
 HANDSHAKE_FRAME_BYTES_MAX = 1024  # one frame before the handshake completes (the largest, Hello, is ~300 bytes)
 FRAME_TAG_BYTES = 16  # after the handshake each frame ends with a keyed BLAKE2b-128 of its payload (session.py)
