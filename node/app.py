@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import gc
-import hmac
 import os
 import signal
 import time
@@ -30,10 +29,10 @@ from node.cluster.peers import Peers
 from node.cluster.placement import Placement
 from node.cluster.service import NodeService
 from node.config import Config
-from node.errors import Conflict, MurmurError, NotFound
+from node.errors import Conflict, MurmurError
 from node.http.api import make_handler
-from node.http.server import Request, Response, error_response, serve_http
-from node.ids import MACHINE_MAX, SnowflakeGenerator
+from node.http.server import Request, Response, error_response, make_ssl_context, serve_http
+from node.ids import MACHINE_BITS, MACHINE_MAX, MURMUR_EPOCH_MS, SEQ_BITS, SnowflakeGenerator
 from node.membership.shell import GossipShell
 from node.metrics import HttpMetrics
 from node.replication import messages as rm
@@ -43,6 +42,7 @@ from node.ring.topology import Topology
 from node.shard import Record, Shard, decode_record
 from node.storage.background import snapshot_in_child
 from node.storage.recovery import open_storage
+from node.storage.snapshot import fsync_dir
 from node.transport.client import open_peer_pool
 from node.transport.server import serve_rpc
 
@@ -74,46 +74,33 @@ def _data_dir_lock(d: Path) -> Iterator[None]:
         os.close(fd)
 
 
-class Forbidden(MurmurError):
-    status = 403
-    code = "forbidden"
+def admin_routes(
+    me: str, keeper: rb.Keeper, nursery: trio.Nursery, leave: Callable[[], Awaitable[None]], snap: _Snapshotter
+) -> dict[str, dict[str, Any]]:
+    """The node's cluster operations over HTTP, for the admin role (node/http/auth.py checks it; the cluster secret
+    never travels over HTTP): POST /admin/decommission (202: this node starts leaving; 409 while it cannot),
+    GET /admin/topology, POST /admin/snapshot (202: a snapshot starts now, like Redis BGSAVE)."""
 
+    async def decommission(req: Request) -> Response:
+        t = keeper.topology
+        if keeper.state != "normal" or t.moving or keeper.changing.locked():
+            why = t.change or keeper.state
+            return error_response(Conflict(f"{me} cannot leave now: {why} is in progress"))
+        try:
+            tp.begin_leave(t, me, keeper.placement.n)
+        except tp.TopologyError as e:
+            return error_response(Conflict(str(e)))
+        nursery.start_soon(_leave_logged, leave, me)
+        return Response(202, msgspec.json.encode({"node": me, "status": "leaving", "topology": t.version}))
 
-class MethodNotAllowed(MurmurError):
-    status = 405
-    code = "method_not_allowed"
+    async def topology(req: Request) -> Response:
+        return Response(200, msgspec.json.encode(_topology_view(keeper)))
 
+    async def snapshot(req: Request) -> Response:
+        return Response(202, msgspec.json.encode({"node": me, "status": snap.request()}))
 
-def internal_handler(
-    secret: str, me: str, peers: Peers, keeper: rb.Keeper, nursery: trio.Nursery, leave: Callable[[], Awaitable[None]]
-) -> Any:
-    """/internal/ over HTTP: refuses anything without the cluster secret (header x-murmur-secret).
-    GET /internal/peers, GET /internal/topology, POST /internal/decommission (202: this node starts leaving)."""
-
-    async def handle(req: Request) -> Response:
-        given = req.header(b"x-murmur-secret") or b""
-        if not hmac.compare_digest(given, secret.encode()):
-            return error_response(Forbidden("internal endpoints need the cluster secret", "x-murmur-secret"))
-        if req.path == "/internal/peers":
-            return Response(200, msgspec.json.encode({"node": me, "peers": peers.state}))
-        if req.path == "/internal/topology":
-            return Response(200, msgspec.json.encode(_topology_view(keeper)))
-        if req.path == "/internal/decommission":
-            if req.method != "POST":
-                return error_response(MethodNotAllowed("POST /internal/decommission starts the decommission"))
-            t = keeper.topology
-            if keeper.state != "normal" or t.moving or keeper.changing.locked():
-                why = t.change or keeper.state
-                return error_response(Conflict(f"{me} cannot leave now: {why} is in progress"))
-            try:
-                tp.begin_leave(t, me, keeper.placement.n)
-            except tp.TopologyError as e:
-                return error_response(Conflict(str(e)))
-            nursery.start_soon(_leave_logged, leave, me)
-            return Response(202, msgspec.json.encode({"node": me, "status": "leaving", "topology": t.version}))
-        return error_response(NotFound(f"no internal endpoint {req.path}"))
-
-    return handle
+    return {"/admin/decommission": {"POST": decommission}, "/admin/topology": {"GET": topology},
+            "/admin/snapshot": {"POST": snapshot}}
 
 
 async def _leave_logged(leave: Callable[[], Awaitable[None]], me: str) -> None:
@@ -206,13 +193,12 @@ async def run_node(
             raise SystemExit(
                 f"murmur: {name} was decommissioned; remove it from {cfg.path}, or delete {node_dir} to join it anew"
             )
-        async with open_storage(node_dir / "storage", cfg.storage) as st, open_peer_pool(cfg.cluster.secret, name) as pool:
+        storage = open_storage(node_dir / "storage", cfg.storage, load=Shard.load)  # undecodable: the older one
+        async with storage as st, open_peer_pool(cfg.cluster.secret, name) as pool:
             t0 = trio.current_time()
             rec = st.take_recovered()
-            try:
-                shard = Shard.load(rec.snapshot_blob) if rec.snapshot_blob is not None else Shard()
-            finally:
-                rec.close()
+            shard = rec.state if rec.state is not None else Shard()  # loaded by open_storage, in a thread
+            rec.close()
             t_snap = trio.current_time() - t0
             for _lsn, payload in rec.records:
                 shard.apply(decode_record(payload))
@@ -243,7 +229,10 @@ async def run_node(
             service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms)
             service.hints = await HintStore.open(node_dir / "hints")
             ids = SnowflakeGenerator(mine.machine_id)
-            ids.observe(shard.store.max_id_with_low_bits(MACHINE_MAX, mine.machine_id))
+            # resume above this machine's newest id, but not past the clock: ids made from a client's
+            # created_at do not move it (one vectorised pass over the id column)
+            below = (wall_ms() + 1 - MURMUR_EPOCH_MS) << (SEQ_BITS + MACHINE_BITS)
+            ids.observe(shard.store.max_id_with_low_bits(MACHINE_MAX, mine.machine_id, below), wall_ms())
             peers = Peers(name, service, pool, {})
             keeper = rb.Keeper(name, node_dir, topo, placement, service, peers)
             await keeper.install(topo, rb.FORCE)  # persisted: a restart uses it, not the config
@@ -302,15 +291,16 @@ async def run_node(
             async with trio.open_nursery() as nursery:
                 leave = partial(_leave, keeper, n_rep, nursery.cancel_scope, node_dir)
                 handler = make_handler(
-                    coord,
-                    metrics,
-                    cfg.http,
-                    name,
-                    internal_handler=internal_handler(cfg.cluster.secret, name, peers, keeper, nursery, leave),
+                    coord, metrics, cfg.http, name, auth=cfg.auth, admin_routes=admin_routes(name, keeper, nursery, leave, snap)
                 )
+                tls = None
+                if cfg.http.tls_cert_file and cfg.http.tls_key_file:
+                    tls = make_ssl_context(str(cfg.file(cfg.http.tls_cert_file)), str(cfg.file(cfg.http.tls_key_file)))
                 await nursery.start(gossip.run)  # cancelled with the rest on SIGTERM: then it leaves (Left)
                 await nursery.start(partial(serve_rpc, peers.dispatch, me.host, me.gossip_port, cfg.cluster.secret, name))
-                port = await nursery.start(partial(serve_http, handler, me.host, me.http_port, cfg.http, metrics=metrics))
+                port = await nursery.start(
+                    partial(serve_http, handler, me.host, me.http_port, cfg.http, metrics=metrics, ssl_context=tls)
+                )
                 nursery.start_soon(snap.run)
                 nursery.start_soon(peers.count_loop)  # tweet counts for /cluster; liveness is gossip's
                 nursery.start_soon(peers.repair_loop, recv_repairs)
@@ -329,7 +319,8 @@ async def run_node(
                         nursery.start_soon(_join, keeper, target, cfg, name)
                     else:
                         nursery.start_soon(leave)
-                log.info("serving", node=name, url=f"http://{me.host}:{port}", rpc=f"{me.host}:{me.gossip_port}")
+                scheme = "https" if tls is not None else "http"
+                log.info("serving", node=name, url=f"{scheme}://{me.host}:{port}", rpc=f"{me.host}:{me.gossip_port}")
                 task_status.started(port)
             with trio.CancelScope(shield=True):
                 await snap.take("graceful stop")
@@ -370,9 +361,20 @@ async def _leave(keeper: rb.Keeper, n: int, scope: trio.CancelScope, node_dir: P
     t = keeper.topology
     target = t if t.moving and t.change == f"leave {keeper.me}" else tp.begin_leave(t, keeper.me, n)
     await keeper.run(target)
-    (node_dir / rb.LEFT_FILE).write_text(f"left the ring at topology version {keeper.topology.version}\n")
+    await trio.to_thread.run_sync(mark_decommissioned, node_dir, keeper.topology.version)
     log.info("decommissioned", node=keeper.me, version=keeper.topology.version)
     scope.cancel()
+
+
+def mark_decommissioned(node_dir: Path, version: int) -> None:
+    """The marker that keeps a node that left from rejoining by accident: fsynced, file and directory, so that it
+    survives a power cut right after the node said it left."""
+    path = node_dir / rb.LEFT_FILE
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"left the ring at topology version {version}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(node_dir)
 
 
 async def _stop_on_signal(scope: trio.CancelScope, name: str) -> None:

@@ -6,6 +6,7 @@ One msgspec.Struct per subsystem; every field documents its unit, units last in 
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +24,7 @@ class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     read_quorum: int = 2  # R: copies asked by every read
     vnodes: int = 64  # ring tokens per node
     data_dir: str = "data"  # each node keeps its files in data_dir/<node name>/ (relative: to the config file)
-    secret: str = "change-me"  # authenticates gossip and internal RPC
+    secret: str = "change-me"  # authenticates gossip and internal RPC; with any non-loopback host: >= 32 chars
 
 
 class StorageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -42,9 +43,31 @@ class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     body_bytes_max: int = 8 * 1024 * 1024  # larger request bodies get 413
     header_bytes_max: int = 16 * 1024  # larger request heads get 431
     bulk_lines_max: int = 10_000  # lines in one POST /tweets/bulk (more: 413)
+    # request bytes on the wire (chunk framing included) count against header_bytes_max + body_bytes_max
     request_timeout_s: float = 30.0  # a request that has not been read and answered by then gets 408 / is dropped
+    header_timeout_s: float = 10.0  # a new connection's first byte, and each request head, must arrive within this
     idle_timeout_s: float = 60.0  # keep-alive connections idle this long are closed
-    connections_max: int = 1024  # open client connections at most; more wait in the accept backlog
+    connections_max: int = 1024  # open client connections; when full, the longest-idle one is closed for a new one
+    connections_per_address_max: int = 256  # open connections of one client address (the same rule within it)
+    search_inflight_max: int = 16  # searches running at once on this node (as their coordinator)
+    search_queue_max: int = 64  # searches waiting for a place; more are answered 429 overloaded at once
+    search_queue_timeout_s: float = 2.0  # a search that waited this long for a place gets 429 overloaded
+    tls_cert_file: str | None = None  # PEM certificate chain: serve HTTPS (relative: to the config file)
+    tls_key_file: str | None = None  # PEM private key of tls_cert_file
+
+
+Role = Literal["none", "read", "write", "admin"]
+
+
+class AuthKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str  # shown in logs, never the key
+    role: Literal["read", "write", "admin"]  # read: GET endpoints; write: also tweet writes; admin: also /admin/*
+    sha256: str  # hex SHA-256 of the key (64 hex digits); the key itself is never stored
+
+
+class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    anonymous: Role = "read"  # role of a request without a key (from a non-loopback address when keys is empty)
+    keys: tuple[AuthKey, ...] = ()  # [[auth.keys]]: none = loopback clients have every role (CONTRACT §5)
 
 
 class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -65,6 +88,7 @@ class Config(msgspec.Struct, frozen=True):
     # defaults are memberlist's LAN ones (probe every 1 s, dead after ~4-5 s on 3 nodes); a local test cluster
     # may go faster, e.g. probe_interval_s = 0.2, probe_timeout_s = 0.1, gossip_interval_s = 0.05.
     membership: MembershipConfig = MembershipConfig()
+    auth: AuthConfig = AuthConfig()  # [auth] and [[auth.keys]]: API keys and roles (node/http/auth.py)
 
     def node(self, name: str) -> NodeConfig:
         for n in self.nodes:
@@ -81,6 +105,11 @@ class Config(msgspec.Struct, frozen=True):
                 return n.machine_id if n.machine_id is not None else i + 1
         raise ConfigError("nodes", f"no node named {name!r}")
 
+    def file(self, name: str) -> Path:
+        """A file named in the config: relative to the config file's folder."""
+        p = Path(name)
+        return p if p.is_absolute() else Path(self.path).parent / p
+
     def data_dir(self) -> Path:
         p = Path(self.cluster.data_dir)
         return p if p.is_absolute() else Path(self.path).parent / p
@@ -90,10 +119,34 @@ class Config(msgspec.Struct, frozen=True):
 
     def url(self, name: str) -> str:
         n = self.node(name)
-        return f"http://{n.host}:{n.http_port}"
+        scheme = "https" if self.http.tls_cert_file else "http"
+        return f"{scheme}://{n.host}:{n.http_port}"
 
 
-_SECTIONS = {"cluster": ClusterConfig, "storage": StorageConfig, "http": HttpConfig, "membership": MembershipConfig}
+_SECTIONS = {
+    "cluster": ClusterConfig,
+    "storage": StorageConfig,
+    "http": HttpConfig,
+    "membership": MembershipConfig,
+    "auth": AuthConfig,
+}
+SECRET_CHARS_MIN = 32  # a cluster.secret on a non-loopback host is at least this long (murmur keygen: 43)
+WEAK_SECRETS = frozenset({"change-me"})
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def is_loopback(host: str) -> bool:
+    """An address only this machine reaches: 127.0.0.0/8, ::1 or `localhost`. Any other name is not (it is
+    never resolved here: what it resolves to can change)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
 
 
 def _convert(typ: type, raw: Any, where: str) -> Any:
@@ -128,6 +181,7 @@ def parse_config(raw: dict[str, Any], path: str) -> Config:
         http=sections["http"],
         path=path,
         membership=sections["membership"],
+        auth=sections["auth"],
     )
     validate(cfg)
     return cfg
@@ -151,13 +205,20 @@ def validate(cfg: Config) -> None:
         raise ConfigError("cluster.vnodes", "must be between 1 and 1024")
     if not c.secret:
         raise ConfigError("cluster.secret", "must not be empty")
+    exposed = [n.host for n in cfg.nodes if not is_loopback(n.host)]
+    if exposed and (len(c.secret) < SECRET_CHARS_MIN or c.secret in WEAK_SECRETS):
+        raise ConfigError(
+            "cluster.secret",
+            f"too weak for a cluster reachable from the network (host {exposed[0]!r}): it must be at least "
+            f"{SECRET_CHARS_MIN} random characters and not the example's; make one with `murmur keygen`",
+        )
     seen_names: set[str] = set()
     seen_ports: set[tuple[str, int]] = set()
     seen_ids: set[int] = set()
     for i, n in enumerate(cfg.nodes):
         where = f"nodes[{i}]"
-        if not n.name or not all(ch.isalnum() or ch in "-_." for ch in n.name):
-            raise ConfigError(f"{where}.name", "must be non-empty letters, digits, '-', '_' or '.'")
+        if not n.name or not all(ch.isalnum() or ch in "-_." for ch in n.name) or n.name.strip(".") == "":
+            raise ConfigError(f"{where}.name", "must be letters, digits, '-', '_' or '.' (not only dots)")
         if n.name in seen_names:
             raise ConfigError(f"{where}.name", f"duplicate node name {n.name!r}")
         seen_names.add(n.name)
@@ -188,9 +249,39 @@ def validate(cfg: Config) -> None:
     for key in ("body_bytes_max", "header_bytes_max", "bulk_lines_max", "connections_max"):
         if getattr(h, key) < 1:
             raise ConfigError(f"http.{key}", "must be at least 1")
-    for key in ("request_timeout_s", "idle_timeout_s"):
+    for key in ("connections_per_address_max", "search_inflight_max"):
+        if getattr(h, key) < 1:
+            raise ConfigError(f"http.{key}", "must be at least 1")
+    if h.search_queue_max < 0:
+        raise ConfigError("http.search_queue_max", "must be >= 0")
+    for key in ("request_timeout_s", "idle_timeout_s", "header_timeout_s", "search_queue_timeout_s"):
         if getattr(h, key) <= 0:
             raise ConfigError(f"http.{key}", "must be > 0")
+    if (h.tls_cert_file is None) != (h.tls_key_file is None):
+        key = "tls_key_file" if h.tls_key_file is None else "tls_cert_file"
+        raise ConfigError(f"http.{key}", "tls_cert_file and tls_key_file go together")
+    for key in ("tls_cert_file", "tls_key_file"):
+        name = getattr(h, key)
+        if name is not None and not cfg.file(name).is_file():
+            raise ConfigError(f"http.{key}", f"no such file: {cfg.file(name)}")
+    validate_auth(cfg.auth)
+
+
+def validate_auth(a: AuthConfig) -> None:
+    names: set[str] = set()
+    digests: set[str] = set()
+    for i, k in enumerate(a.keys):
+        where = f"auth.keys[{i}]"
+        if not k.name or len(k.name) > 64 or not all(ch.isalnum() or ch in "-_." for ch in k.name):
+            raise ConfigError(f"{where}.name", "must be 1..64 letters, digits, '-', '_' or '.'")
+        if k.name in names:
+            raise ConfigError(f"{where}.name", f"duplicate key name {k.name!r}")
+        names.add(k.name)
+        if len(k.sha256) != 64 or not set(k.sha256) <= _HEX:
+            raise ConfigError(f"{where}.sha256", "must be the 64 hex digits of the key's SHA-256 (murmur keygen)")
+        if k.sha256.lower() in digests:
+            raise ConfigError(f"{where}.sha256", "the same key is listed twice")
+        digests.add(k.sha256.lower())
 
 
 def load_config(path: str | Path) -> Config:

@@ -47,9 +47,28 @@ class InvalidQuery(InvalidRequest):
     code = "invalid_query"
 
 
+class Unauthorized(MurmurError):
+    """No API key, or one no [[auth.keys]] entry knows, where the route needs a role the anonymous one lacks."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(MurmurError):
+    """The caller is known, but its role is below the route's."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(MurmurError):
     status = 404
     code = "not_found"
+
+
+class MethodNotAllowed(MurmurError):
+    status = 405
+    code = "method_not_allowed"
 
 
 class Conflict(MurmurError):
@@ -75,6 +94,17 @@ class UnsupportedMediaType(MurmurError):
 class RequestTimeout(MurmurError):
     status = 408
     code = "request_timeout"
+
+
+class Overloaded(MurmurError):
+    """Shed before any work: the request changed nothing. Answered with a Retry-After header."""
+
+    status = 429
+    code = "overloaded"
+
+    def __init__(self, message: str, field: str | None = None, *, retry_after_s: int = 1) -> None:
+        super().__init__(message, field)
+        self.retry_after_s = retry_after_s  # seconds, for the Retry-After header
 
 
 class Unavailable(MurmurError):

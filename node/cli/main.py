@@ -6,11 +6,13 @@ Holds no logic of its own. Exit codes: 0 ok, 1 the command failed, 2 bad usage o
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 import trio
 
+from node.cli.keygen import add_keygen
 from node.config import Config, load_config
 from node.errors import ConfigError
 
@@ -91,7 +93,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_decommission(args: argparse.Namespace) -> int:
     from node.cli.ring import run_decommission
 
-    return run_decommission(_config(args), _url(args), args.name, args.timeout)
+    api_key = args.api_key or os.environ.get("MURMUR_API_KEY") or None
+    return run_decommission(_config(args), _url(args), args.name, args.timeout, api_key)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("decommission", "stream a node's data to the others and take it off the ring; it then stops", url=True)
     sp.add_argument("name", metavar="NAME", help="the node that leaves")
     sp.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for it to leave (default 600)")
+    sp.add_argument("--api-key", dest="api_key", default=None, help="an admin API key (default: $MURMUR_API_KEY)")
     sp.set_defaults(func=_cmd_decommission)
+    add_keygen(sub)
     return p
 
 

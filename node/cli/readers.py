@@ -191,6 +191,8 @@ def detect(name: str, head: bytes) -> Format:
         try:
             json.loads(first)
             return "jsonl"
+        except RecursionError:
+            return "jsonl"  # one object per line, just too deep: that line is rejected alone
         except ValueError:
             # not one object per line: a pretty-printed document such as {"statuses": [...]}
             return "json"
@@ -231,6 +233,9 @@ def _jsonl(stream: BinaryIO, label: str) -> Iterator[Record]:
         except msgspec.DecodeError as e:
             yield Record(where, error=("invalid_json", str(e)))
             continue
+        except RecursionError:
+            yield Record(where, error=("invalid_json", "nested too deeply"))
+            continue
         if isinstance(obj, dict) and isinstance(obj.get("statuses"), list):
             # a whole search answer on one line (also what a one-line {"statuses": [...]} file looks like)
             for i, status in enumerate(obj["statuses"], 1):
@@ -248,8 +253,8 @@ def _json_doc(stream: BinaryIO, label: str) -> Iterator[Record]:
         return
     try:
         doc = json.loads(data)
-    except ValueError as e:
-        yield Record(label, error=("invalid_json", str(e)))
+    except (ValueError, RecursionError) as e:
+        yield Record(label, error=("invalid_json", str(e) or "nested too deeply"))
         return
     if isinstance(doc, dict) and isinstance(doc.get("statuses"), list):
         doc = doc["statuses"]
@@ -262,7 +267,14 @@ def _json_doc(stream: BinaryIO, label: str) -> Iterator[Record]:
 def _csv(stream: BinaryIO, label: str) -> Iterator[Record]:
     lines = (_decode(b) for b in stream)
     reader = csv.reader(lines)
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:  # e.g. a field over csv.field_size_limit(): that row alone is rejected
+            yield Record(f"{label}:{reader.line_num}", error=("bad_csv_row", str(e)))
+            continue
         if not row:
             continue
         yield from_s140_row(row, f"{label}:{reader.line_num}")

@@ -1,7 +1,8 @@
 """`murmur decommission NAME`: ask a node to leave the ring (it streams its ranges to the nodes that take them
 over, the ring settles without it, then it stops), and follow the move from another node until it is done.
 
-A thin HTTP client: every wait is bounded; it never signals a process.
+A thin HTTP client: every wait is bounded; it never signals a process. It sends an admin API key (when given), never
+the cluster secret: that one stays between the nodes.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ def _members(client: httpx.Client, url: str) -> dict[str, dict[str, object]]:
     return {str(mb["name"]): mb for mb in r.json()["members"]}
 
 
-def run_decommission(cfg: Config, url: str, name: str, timeout_s: float) -> int:
-    with httpx.Client(timeout=10.0) as client:
+def run_decommission(cfg: Config, url: str, name: str, timeout_s: float, api_key: str | None = None) -> int:
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(timeout=10.0, headers=headers) as client:
         try:
             members = _members(client, url)
         except httpx.HTTPError as e:
@@ -38,7 +40,7 @@ def run_decommission(cfg: Config, url: str, name: str, timeout_s: float) -> int:
             return 1
         target = str(members[name]["http"])
         try:
-            r = client.post(f"{target}/internal/decommission", headers={"x-murmur-secret": cfg.cluster.secret})
+            r = client.post(f"{target}/admin/decommission")
         except httpx.HTTPError as e:
             print(f"murmur: {name} ({target}) did not answer: {e}", file=sys.stderr)
             return 1
@@ -65,10 +67,10 @@ def run_decommission(cfg: Config, url: str, name: str, timeout_s: float) -> int:
             ring = str(cur[name].get("ring", "normal"))
             if ring != last:
                 if last == "leaving" and ring == "normal":
-                    print(f"murmur: the decommission of {name} was aborted; see GET {target}/internal/topology",
+                    print(f"murmur: the decommission of {name} was aborted; see GET {target}/admin/topology",
                           file=sys.stderr)
                     return 1
                 print(f"{name}: {ring}")
                 last = ring
-        print(f"murmur: {name} has not left after {timeout_s:.0f} s; see GET {target}/internal/topology", file=sys.stderr)
+        print(f"murmur: {name} has not left after {timeout_s:.0f} s; see GET {target}/admin/topology", file=sys.stderr)
         return 1

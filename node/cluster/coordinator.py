@@ -20,7 +20,7 @@ from node.cluster.placement import Placement
 from node.cluster.search import run_pushdown, run_search
 from node.coordinator import Created, SearchRequest, SearchResult, Trend
 from node.errors import Conflict, InvalidField, MurmurError, NotFound, Unavailable
-from node.ids import IdOutOfRange, SnowflakeGenerator
+from node.ids import IdOutOfRange, SnowflakeGenerator, check_created_at
 from node.model import Tweet, TweetIn, TweetPatch
 from node.query.ast import Query, terms_of
 from node.replication import messages as m
@@ -304,9 +304,11 @@ class ClusterCoordinator:
         return out
 
     def _new_op(self, t: TweetIn, now: int) -> m.CreateOp:
-        if t.id is not None:
-            return m.CreateOp(t, t.id, t.created_at_ms if t.created_at_ms is not None else now, False)
         try:
+            if t.created_at_ms is not None:
+                check_created_at(t.created_at_ms, now)  # a client's time is data: bounded, never the id clock
+            if t.id is not None:
+                return m.CreateOp(t, t.id, t.created_at_ms if t.created_at_ms is not None else now, False)
             ident = self.ids.id_for(t.created_at_ms) if t.created_at_ms is not None else self.ids.next_id(now)
         except IdOutOfRange as e:
             raise InvalidField(str(e), "created_at") from None

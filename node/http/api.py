@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from node.config import HttpConfig
+from node.config import AuthConfig, HttpConfig
 from node.coordinator import COUNT_MAX, Coordinator, ResultType, SearchRequest
 from node.errors import (
     InvalidField,
@@ -22,9 +22,12 @@ from node.errors import (
     MissingField,
     MurmurError,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from node.http.admission import Admission
+from node.http.auth import Access, route_role
 from node.http.openapi import build_openapi
 from node.http.schema import (
     BulkItem,
@@ -69,6 +72,8 @@ def _decode(body: bytes) -> Any:
         return _decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
         raise InvalidJSON(f"the body is not valid JSON: {e}") from None
+    except RecursionError:  # msgspec's answer to nesting past about 1,000 levels
+        raise InvalidJSON("the body is nested too deeply") from None
 
 
 def _check_type(req: Request, allowed: frozenset[str]) -> None:
@@ -121,14 +126,16 @@ class _Api:
         metrics: HttpMetrics,
         cfg: HttpConfig,
         node_name: str,
-        internal_handler: Handler | None,
+        auth: AuthConfig,
+        admin_routes: dict[str, dict[str, Handler]],
         now_ms: Callable[[], int],
     ) -> None:
         self.coord = coord
         self.metrics = metrics
         self.cfg = cfg
         self.node_name = node_name
-        self.internal = internal_handler
+        self.access = Access(auth)
+        self.searches = Admission("search", cfg.search_inflight_max, cfg.search_queue_max, cfg.search_queue_timeout_s)
         self.now_ms = now_ms
         self.openapi = _encoder.encode(build_openapi())
         # path -> (route label, method -> endpoint); /tweets/{id} is matched apart
@@ -142,6 +149,9 @@ class _Api:
             "/metrics": {"GET": self.prometheus},
             "/openapi.json": {"GET": self.openapi_json},
         }
+        for path, handlers in admin_routes.items():  # cluster operations of the node (app.py): admin role
+            assert path.startswith("/admin/"), path
+            self.routes[path] = {m: _plain(h) for m, h in handlers.items()}
         self.tweet_routes: dict[str, Endpoint] = {"GET": self.get, "PATCH": self.patch, "DELETE": self.delete}
 
     async def handle(self, req: Request) -> Response:
@@ -153,12 +163,12 @@ class _Api:
         if methods is None:
             if path.startswith("/tweets/") and path[8:] and "/" not in path[8:]:
                 route, methods = "/tweets/{id}", self.tweet_routes
-            elif path.startswith("/internal/") and self.internal is not None:
-                return await self.internal(req)  # the internal layer keeps its own metrics and checks
             else:
                 route = "unknown"
         method = req.method if req.method in _METHODS else "other"
         try:
+            # the one place access is checked, before anything else: a caller without the role learns nothing
+            self.access.check(route_role(route, req.method), req.header(b"authorization"), req.remote)
             if methods is None:
                 raise NotFound(f"no such endpoint: {path}")
             endpoint = methods.get("GET" if method == "HEAD" else method)
@@ -180,7 +190,8 @@ class _Api:
                     tweet_id = parse_id(path[8:], "id")
                 response = await endpoint(req, tweet_id)
         except MurmurError as e:
-            response = error_response(e)
+            retry = [("retry-after", str(e.retry_after_s))] if isinstance(e, Overloaded) else None
+            response = error_response(e, retry)
             self.metrics.errors.inc((e.code,))
         except Exception:
             _log.exception("http_handler_failed", method=req.method, path=path)
@@ -263,16 +274,17 @@ class _Api:
         explain = explain_raw in ("true", "1")
         query = _parse(q)
         started = time.perf_counter()
-        result = await self.coord.search(
-            SearchRequest(
-                query=query,
-                count=count,
-                max_id=max_id,
-                since_id=since_id,
-                result_type=result_type,  # type: ignore[arg-type]  # checked against RESULT_TYPES above
-                explain=explain,
+        async with self.searches.enter():  # its own bounded lane: 429 beyond it, writes never wait here
+            result = await self.coord.search(
+                SearchRequest(
+                    query=query,
+                    count=count,
+                    max_id=max_id,
+                    since_id=since_id,
+                    result_type=result_type,  # type: ignore[arg-type]  # checked against RESULT_TYPES above
+                    explain=explain,
+                )
             )
-        )
         nxt = result.next_max_id
         meta = SearchMetadata(
             query=q,
@@ -314,16 +326,25 @@ class _Api:
         return Response(200, self.openapi, "application/json")
 
 
+def _plain(h: Handler) -> Endpoint:
+    async def endpoint(req: Request, _: int) -> Response:
+        return await h(req)
+
+    return endpoint
+
+
 def make_handler(
     coord: Coordinator,
     metrics: HttpMetrics,
     cfg: HttpConfig,
     node_name: str,
     *,
-    internal_handler: Handler | None = None,
+    auth: AuthConfig | None = None,
+    admin_routes: dict[str, dict[str, Handler]] | None = None,
     now_ms: Callable[[], int] | None = None,
 ) -> Handler:
-    """The request handler for `serve_http`. `internal_handler` receives every `/internal/...` request (404 without
-    one); `now_ms` is the wall clock in milliseconds (for /trends), injectable for tests."""
+    """The request handler for `serve_http`. `auth`: keys and roles (default: none, so loopback may do anything);
+    `admin_routes`: path under /admin/ -> method -> handler, for the node's cluster operations (admin role);
+    `now_ms` is the wall clock in milliseconds (for /trends), injectable for tests."""
     clock = now_ms or (lambda: int(time.time() * 1000))
-    return _Api(coord, metrics, cfg, node_name, internal_handler, clock).handle
+    return _Api(coord, metrics, cfg, node_name, auth or AuthConfig(), admin_routes or {}, clock).handle

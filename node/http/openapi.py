@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from node.http.auth import PUBLIC, route_role
 from node.http.schema import BulkResponse, ErrorBody, Health, SearchResponse, TrendsResponse
 from node.model import ID_MAX, LANG_CHARS_MAX, TEXT_CHARS_MAX, USER_CHARS_MAX, GeoPoint, TweetOut
 
@@ -74,8 +75,26 @@ def _query(name: str, schema: dict[str, Any], description: str, required: bool =
 
 _COMMON = {
     "400": _error("invalid input: `error.field` names the offending field or parameter"),
+    "408": _error("the request was not received within http.header_timeout_s / http.request_timeout_s"),
+    "431": _error("request head larger than http.header_bytes_max"),
     "500": _error("internal error (logged by the node)"),
 }
+_AUTH = {
+    "401": _error("unauthorized: no API key (or an unknown one) where the route needs a role anonymous lacks"),
+    "403": _error("forbidden: the key's role (or, without [[auth.keys]], a non-loopback client's) is too low"),
+}
+_OVERLOADED = {
+    "429": {
+        "description": "overloaded: shed before any work (the request changed nothing); retry after Retry-After",
+        "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
+        "content": _json_content(_ref("ErrorBody")),
+    }
+}
+
+
+def _role(role: str) -> dict[str, Any]:
+    """The operation's role (x-murmur-role) and its security: a bearer API key, or none where anonymous suffices."""
+    return {"x-murmur-role": role, "security": [{}, {"apiKey": []}] if role != "admin" else [{"apiKey": []}, {}]}
 _WRITE = {
     "413": _error("body larger than http.body_bytes_max"),
     "415": _error("unsupported Content-Type"),
@@ -102,6 +121,7 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
     ]
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
     tweet = _ref("TweetOut")
+    admin_object = _ok("see the summary", {"type": "object"})
     paths: dict[str, Any] = {
         "/tweets": {
             "post": {
@@ -214,7 +234,40 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
         "/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": _ok("OpenAPI 3.1", {"type": "object"})}}
         },
+        "/admin/snapshot": {
+            "post": {
+                "summary": "Write a snapshot now, in the background (like Redis BGSAVE); admin role",
+                "responses": {"202": admin_object, **_COMMON},
+            }
+        },
+        "/admin/decommission": {
+            "post": {
+                "summary": "This node starts leaving the ring: its ranges stream to the nodes that take them over, "
+                "then it stops (murmur decommission); admin role",
+                "responses": {
+                    "202": admin_object,
+                    "409": _error("it cannot leave now: a ring change is in progress, or too few nodes would remain"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/admin/topology": {
+            "get": {
+                "summary": "The ring this node holds: members, their tokens, a change in progress; admin role",
+                "responses": {"200": admin_object, **_COMMON},
+            }
+        },
     }
+    for path, item in paths.items():  # access (node/http/auth.py) and shedding, stated once for every operation
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            role = route_role(path, method.upper())
+            if role != PUBLIC:
+                op.update(_role(role))
+                op["responses"].update(_AUTH)
+            if path == "/search":
+                op["responses"].update(_OVERLOADED)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -222,8 +275,19 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
             "version": version,
             "description": "Real-time tweet search on a cluster of identical peer nodes; any node coordinates. "
             'Errors are always {"error": {"code", "message", "field"}}; unknown paths give 404 not_found, '
-            "wrong methods 405 with Allow, oversized heads 431.",
+            "wrong methods 405 with Allow, oversized heads 431. Access (CONTRACT §5): each operation's "
+            "x-murmur-role is the role it needs (read, write or admin; /health and the page need none).",
         },
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Authorization: Bearer <API key> (murmur keygen --api-key); without "
+                    "[[auth.keys]] loopback clients need none",
+                }
+            },
+        },
     }

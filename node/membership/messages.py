@@ -25,6 +25,10 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_CHARS_MAX)]
 Addr = Annotated[str, msgspec.Meta(max_length=ADDR_CHARS_MAX)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Incarnation = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+# The core believes no update above INCARNATION_MAX and no accusation (Suspect/Dead/Left) at it, so a refutation,
+# max(ours, accused) + 1, is at most INCARNATION_MAX and always fits the wire bound above. Legitimate incarnations
+# grow by one per refutation and never come near it: only a forger holding the secret could send such numbers.
+INCARNATION_MAX = 2**62
 
 
 # -- state updates: gossiped as piggyback, one per member at a time (a newer one replaces an older one) --

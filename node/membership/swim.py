@@ -12,7 +12,13 @@ out-bid any rumour about itself.
                     same incarnation from another sender is a confirmation (shortens it, re-gossiped if new); the
                     timer's expiry is Dead(inc, us); leaving SUSPECT cancels it.
   About ourselves:  Suspect/Dead/Left(i >= ours), or Alive(i > ours), while we have not left -> refute: our
-                    incarnation becomes max(ours, i) + 1, Alive is gossiped, and our awareness score rises by 1.
+                    incarnation becomes max(ours, i) + 1 (at most INCARNATION_MAX), Alive is gossiped, and our
+                    awareness score rises by 1.
+  Bounds:           a received update above INCARNATION_MAX, or an accusation at it, is dropped unheard: so a
+                    refutation always fits the wire, and a forged Left(x, 2**63-1) changes nothing.
+  Tell the accused: a Ping from a member we hold DEAD or LEFT is answered with that accusation first in the Ack's
+                    piggyback: a node evicted by a forged or replayed rumour hears it at its next probe of any of us
+                    and refutes, so it is out for about one probe period, not until the next full-state exchange.
   Remote full state (PushPull) is merged entry by entry through the same rules, except that a remote SUSPECT or
   DEAD is taken as a Suspect from the sender (we do not trust another node's timer), as memberlist does.
   Every accepted change is queued for gossip; ignored ones are not. A state never moves backwards at one
@@ -181,7 +187,7 @@ class Membership:
         if self.left:
             return []
         self.left = True
-        self.incarnation += 1
+        self.incarnation = min(self.incarnation + 1, m.INCARNATION_MAX)
         me = self._members[self.name]
         me.incarnation, me.state, me.since = self.incarnation, State.LEFT, now
         self._event(me)
@@ -230,7 +236,8 @@ class Membership:
                 if msg.target != self.name:
                     return out  # meant for whoever had this address before us
                 self._merge(msg.piggyback, now)
-                out.append(Outgoing(sender, self._with_piggyback(lambda p: m.Ack(msg.seq, self.name, p))))
+                ack = self._with_piggyback(lambda p: m.Ack(msg.seq, self.name, p), self._accusation(msg.src))
+                out.append(Outgoing(sender, ack))
             case m.Ack():
                 self._merge(msg.piggyback, now)
                 self._on_ack(msg.seq, msg.src, now, out)
@@ -255,6 +262,8 @@ class Membership:
     # -- transitions: the rules of the header, nowhere else --
 
     def _apply(self, u: m.Update, now: float) -> None:
+        if not _believable(u):
+            return
         match u:
             case m.Alive():
                 self.on_alive(u, now)
@@ -331,7 +340,7 @@ class Membership:
     def _refute(self, accused: int, now: float) -> None:
         if self.left:
             return  # we are going: let the rumour stand
-        self.incarnation = max(self.incarnation, accused) + 1
+        self.incarnation = min(max(self.incarnation, accused) + 1, m.INCARNATION_MAX)
         me = self._members[self.name]
         me.incarnation = self.incarnation
         self._event(me)
@@ -360,6 +369,8 @@ class Membership:
 
     def _merge_state(self, pp: m.PushPull, now: float) -> None:
         for e in pp.members:
+            if e.incarnation > m.INCARNATION_MAX or (e.state != State.ALIVE and e.incarnation >= m.INCARNATION_MAX):
+                continue
             match e.state:
                 case State.ALIVE:
                     self.on_alive(m.Alive(e.node, e.incarnation, e.addr), now)
@@ -489,8 +500,28 @@ class Membership:
         states = [m.MemberState(n, mb.incarnation, mb.addr, int(mb.state)) for n, mb in self._members.items()]
         return m.PushPull(self.name, self.addr, states, reply)
 
-    def _with_piggyback(self, make: Callable[[list[m.Update]], m.Message]) -> m.Message:
-        """The message with as many queued updates as fit in one sealed packet."""
-        budget = m.PAYLOAD_BYTES_MAX - len(m.encode(make([]))) - _ARRAY_HEADER_SLACK
+    def _accusation(self, name: str) -> tuple[m.Update, ...]:
+        """Our DEAD or LEFT view of `name` as an update (empty if we hold it alive or suspect, or not at all)."""
+        mb = self._members.get(name)
+        if mb is None or name == self.name:
+            return ()
+        if mb.state == State.LEFT:
+            return (m.Left(name, mb.incarnation),)
+        if mb.state == State.DEAD:
+            return (m.Dead(name, mb.incarnation, self.name),)
+        return ()
+
+    def _with_piggyback(
+        self, make: Callable[[list[m.Update]], m.Message], first: tuple[m.Update, ...] = ()
+    ) -> m.Message:
+        """The message with `first` and as many queued updates as fit in one sealed packet."""
+        budget = m.PAYLOAD_BYTES_MAX - len(m.encode(make(list(first)))) - _ARRAY_HEADER_SLACK
         limit = self.cfg.retransmit_limit(len(self._live) + 1)
-        return make(self.queue.get(budget, limit))
+        return make([*first, *self.queue.get(budget, limit)])
+
+
+def _believable(u: m.Update) -> bool:
+    """The bounds rule of the header: nothing above INCARNATION_MAX, no accusation at it."""
+    if isinstance(u, m.Alive):
+        return u.incarnation <= m.INCARNATION_MAX
+    return u.incarnation < m.INCARNATION_MAX

@@ -2,7 +2,8 @@
 
 Records and snapshots are opaque bytes: the caller encodes its operations and its state. Never acknowledges what
 is not on disk per the fsync policy, and never refuses to start over damage: damaged tails are cut, damaged
-snapshots set aside, each logged.
+snapshots set aside, each logged. With `load`, a snapshot whose checksum is right but which `load` cannot decode
+counts as damaged too: it is set aside and the older one (plus the WAL after it) is used.
 
 Usage:
     async with open_storage(node_dir / "shard", cfg.storage) as st:
@@ -21,9 +22,10 @@ cheapest: every instance has its own writer and fsyncs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import structlog
 import trio
@@ -43,18 +45,19 @@ _DAMAGED_SUFFIX = ".damaged"
 
 
 class Recovered:
-    """What opening found: the newest intact snapshot (memory-mapped: `close()` once it is loaded) and the WAL
-    records after it."""
+    """What opening found: the newest intact snapshot (memory-mapped: `close()` once it is loaded; already
+    loaded into `state` when open_storage was given `load`) and the WAL records after it."""
 
-    __slots__ = ("_snapshot", "last_lsn", "records", "snapshot_lsn")
+    __slots__ = ("_snapshot", "last_lsn", "records", "snapshot_lsn", "state")
 
     def __init__(
-        self, snapshot: MappedSnapshot | None, records: list[tuple[int, bytes]], last_lsn: int
+        self, snapshot: MappedSnapshot | None, records: list[tuple[int, bytes]], last_lsn: int, state: Any = None
     ) -> None:
         self._snapshot = snapshot
         self.snapshot_lsn = snapshot.lsn if snapshot is not None else 0  # the lsn it covers up to; 0 without one
         self.records = records  # (lsn, payload) with lsn > snapshot_lsn, oldest first, to replay
         self.last_lsn = last_lsn  # the newest lsn covered (snapshot or WAL); new appends get lsns after it
+        self.state = state  # load(snapshot_blob), when open_storage was given `load` and there is a snapshot
 
     @property
     def snapshot_blob(self) -> memoryview | None:
@@ -67,25 +70,42 @@ class Recovered:
             self._snapshot.close()
 
 
-def _recover(directory: Path) -> tuple[Recovered, WalScan]:
+def _set_aside(path: Path) -> None:
+    # Out of the way, so a later snapshot's "keep the newest two" counts only intact ones; kept for a human.
+    log.error("snapshot_set_aside", file=str(path))
+    path.rename(path.with_name(path.name + _DAMAGED_SUFFIX))
+
+
+def _recover(directory: Path, load: Callable[[memoryview], Any] | None = None) -> tuple[Recovered, WalScan]:
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(directory)
-    newest, bad = open_newest_snapshot(directory)
-    for path in bad:
-        # Out of the way, so a later snapshot's "keep the newest two" counts only intact ones; kept for a human.
-        log.error("snapshot_set_aside", file=str(path))
-        path.rename(path.with_name(path.name + _DAMAGED_SUFFIX))
+    state: Any = None
+    while True:
+        newest, bad = open_newest_snapshot(directory)
+        for path in bad:
+            _set_aside(path)
+        if newest is None or load is None:
+            break
+        try:
+            assert newest.blob is not None
+            state = load(newest.blob)
+            newest.close()  # loaded: the mapping is no longer needed
+            break
+        except Exception as e:  # a valid checksum over bytes the caller cannot decode: as damaged as a bad one
+            log.error("snapshot_undecodable", lsn=newest.lsn, error=f"{type(e).__name__}: {e}")
+            newest.close()
+            _set_aside(newest.path)
     snap_lsn = newest.lsn if newest is not None else 0
     found = scan_wal_dir(directory, after_lsn=snap_lsn)
     if found.records and found.records[0][0] != snap_lsn + 1:
         log.warning("wal_does_not_follow_snapshot", snapshot_lsn=snap_lsn, first_wal_lsn=found.records[0][0])
-    rec = Recovered(newest, found.records, max(snap_lsn, found.last_lsn))
+    rec = Recovered(newest, found.records, max(snap_lsn, found.last_lsn), state)
     return rec, found
 
 
-def recover(directory: Path | str) -> Recovered:
+def recover(directory: Path | str, load: Callable[[memoryview], Any] | None = None) -> Recovered:
     """The newest intact snapshot and the WAL records after it. Blocking; repairs damage it finds (see above)."""
-    return _recover(Path(directory))[0]
+    return _recover(Path(directory), load)[0]
 
 
 class Durable:
@@ -137,13 +157,16 @@ class Durable:
 
 
 @asynccontextmanager
-async def open_storage(directory: Path | str, cfg: StorageConfig) -> AsyncIterator[Durable]:
-    """Recover the storage in directory (created if missing) and run its WAL until the block ends.
+async def open_storage(
+    directory: Path | str, cfg: StorageConfig, load: Callable[[memoryview], Any] | None = None
+) -> AsyncIterator[Durable]:
+    """Recover the storage in directory (created if missing) and run its WAL until the block ends. With `load`,
+    the snapshot is decoded during recovery (in the worker thread) into `Recovered.state`.
 
     Leaving the block lets queued appends finish, fsyncs (unless fsync="never") and closes; a later append raises.
     """
     path = Path(directory)
-    rec, found = await trio.to_thread.run_sync(_recover, path)
+    rec, found = await trio.to_thread.run_sync(_recover, path, load)
     async with open_wal(path, cfg, found=found, floor_lsn=rec.snapshot_lsn) as wal:
         del found
         wal.replay = []  # the records travel in `Recovered`; one reference is enough

@@ -377,14 +377,17 @@ class TweetStore:
         del ms, rows, vers, tags, version, flags
         return out
 
-    def max_id_with_low_bits(self, mask: int, value: int) -> int:
-        """The largest id (live or deleted) whose bits under `mask` equal `value`; 0 when none (Snowflake ids of
-        one machine: recovery resumes the generator above them)."""
+    def max_id_with_low_bits(self, mask: int, value: int, below: int = 1 << 64) -> int:
+        """The largest id (live or deleted) below `below` whose bits under `mask` equal `value`; 0 when none
+        (Snowflake ids of one machine: recovery resumes the generator above them)."""
         n = len(self._id)
         if not n:
             return 0
         ids = np.frombuffer(self._id, dtype=np.uint64, count=n)
-        sel = ids[(ids & np.uint64(mask)) == np.uint64(value)]
+        keep = (ids & np.uint64(mask)) == np.uint64(value)
+        if below < 1 << 64:
+            keep &= ids < np.uint64(below)
+        sel = ids[keep]
         out = int(sel.max()) if len(sel) else 0
         del ids
         return out

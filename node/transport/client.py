@@ -123,7 +123,7 @@ class _Conn:
 
     async def _write(self, scope: trio.CancelScope) -> None:
         try:
-            await write_loop(self.wire.stream, self._out_recv)
+            await write_loop(self.wire, self._out_recv)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         scope.cancel()
@@ -259,6 +259,7 @@ class PeerPool:
                     reply = hs.on_message(got)
                     if reply is not None:
                         await wire.send(reply)
+                wire.secure(hs.session())  # every frame from now on carries the session's MAC
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise

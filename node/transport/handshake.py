@@ -9,6 +9,8 @@ Rules (the only place they live):
      bad -> FAILED, and the shell closes the connection without a word.
   5. client checks the server's MAC: good -> ESTABLISHED; bad -> FAILED.
   Any other message, in any state, is FAILED; FAILED accepts nothing. A version other than ours is FAILED.
+  6. ESTABLISHED: both derive the session keys (session.py) from the secret, both nonces and both names; every
+     frame after carries a MAC under them.
 Why this order: the server proves itself only after the client did, so a peer without the secret learns nothing,
 not even a MAC over a nonce it chose. Each MAC covers both fresh nonces (no replay), both names, and a role label
 (a MAC cannot be reflected back as the other side's).
@@ -24,6 +26,7 @@ import msgspec
 
 from node.transport.errors import HandshakeFailed
 from node.transport.messages import NONCE_BYTES, PROTOCOL_VERSION, Challenge, Hello, Message, Proof, Welcome
+from node.transport.session import Session, session_keys
 
 
 class State(enum.Enum):
@@ -81,6 +84,11 @@ class ClientHandshake:
         self.state = State.FAILED
         raise HandshakeFailed(why)
 
+    def session(self) -> Session:
+        assert self.state is State.ESTABLISHED and self.peer is not None
+        c2s, s2c = session_keys(self._secret, self._nonce, self._server_nonce, self.node, self.peer)
+        return Session(send_key=c2s, recv_key=s2c)
+
 
 class ServerHandshake:
     def __init__(self, secret: str | bytes, node: str, nonce: bytes) -> None:
@@ -109,3 +117,8 @@ class ServerHandshake:
         why = f"unexpected {type(msg).__name__} in state {self.state.value}"
         self.state = State.FAILED
         raise HandshakeFailed(why)
+
+    def session(self) -> Session:
+        assert self.state is State.ESTABLISHED and self.peer is not None
+        c2s, s2c = session_keys(self._secret, self._client_nonce, self._nonce, self.peer, self.node)
+        return Session(send_key=s2c, recv_key=c2s)

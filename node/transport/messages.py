@@ -2,8 +2,8 @@
 (4-byte big-endian length, then the payload). Pure: no socket, no clock.
 
 Tags and field order are protocol: append new messages with new tags and new fields last with defaults; never
-renumber, reorder or reuse. A frame longer than FRAME_BYTES_MAX is refused from its length prefix, before any
-buffer for it exists.
+renumber, reorder or reuse. A frame longer than the limit is refused from its length prefix, before any buffer for
+it exists: HANDSHAKE_FRAME_BYTES_MAX until the peer has proven the secret, FRAME_BYTES_MAX (+ the MAC) after.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import msgspec
 
 from node.transport.errors import FrameTooLarge, ProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: frames after the handshake carry a MAC (session.py); a version-1 peer is refused
 FRAME_BYTES_MAX = 32 * 1024 * 1024  # one frame's payload at most, either direction
+HANDSHAKE_FRAME_BYTES_MAX = 1024  # one frame before the handshake completes (the largest, Hello, is ~300 bytes)
+FRAME_TAG_BYTES = 16  # after the handshake each frame ends with a keyed BLAKE2b-128 of its payload (session.py)
 LENGTH_BYTES = 4
 NONCE_BYTES = 16  # the shell draws nonces of this size from `secrets`
 MAC_BYTES = 32  # HMAC-SHA256
@@ -105,9 +107,9 @@ class FrameDecoder:
     """Cuts a byte stream into frame payloads. Holds at most one frame plus one fed chunk: feed() only after
     next_frame() returned None."""
 
-    def __init__(self, frame_bytes_max: int = FRAME_BYTES_MAX) -> None:
-        self._buf = bytearray()
-        self._pos = 0  # start of the unread part of _buf (compacted lazily: cutting the front is O(n))
+    def __init__(self, frame_bytes_max: int = FRAME_BYTES_MAX, carry: FrameDecoder | None = None) -> None:
+        self._buf: bytearray = bytearray() if carry is None else carry._buf[carry._pos :]  # read, not yet parsed
+        self._pos: int = 0  # start of the unread part of _buf (compacted lazily: cutting the front is O(n))
         self._max = frame_bytes_max
 
     def feed(self, data: bytes | bytearray) -> None:

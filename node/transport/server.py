@@ -3,6 +3,9 @@ own task under the caller's deadline and answers it with a Response, errors incl
 
 It must never run a method for a peer that has not proven the cluster secret, never let a client or a handler
 crash it, and never hold more than its bounds: connections, requests in flight per connection and overall.
+Unauthenticated connections are counted apart (HANDSHAKES_MAX, each for HANDSHAKE_TIMEOUT_S at most, the oldest
+closed for a new one when full) and read at most HANDSHAKE_FRAME_BYTES_MAX per frame: silent or flooding
+strangers can neither take the slots of peers reconnecting after a restart nor make the node buffer big frames.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ _log = structlog.get_logger("murmur.rpc")
 Dispatch = Callable[[str, bytes, str], Awaitable[bytes]]  # (method, body, authenticated peer name) -> answer body
 Handler = Callable[[bytes, str], Awaitable[bytes]]  # (body, peer name) -> answer body
 
-CONNECTIONS_MAX = 256  # open RPC connections at most; more wait in the kernel's accept backlog
+CONNECTIONS_MAX = 256  # authenticated RPC connections at most; one more is closed after its handshake
+HANDSHAKES_MAX = 64  # connections not yet authenticated; a new one closes the oldest of them when full
 INFLIGHT_PER_CONNECTION_MAX = 64  # requests of one connection running at once; more wait (unread) in TCP buffers
 INFLIGHT_MAX = 1024  # requests running at once on this node, all connections together
-HANDSHAKE_TIMEOUT_S = 5.0  # a connection that has not authenticated within this is closed
+HANDSHAKE_TIMEOUT_S = 3.0  # a connection that has not authenticated within this is closed
 CLOSE_TIMEOUT_S = 1.0  # closing a socket never waits longer than this
 
 
@@ -55,6 +59,27 @@ class _Server:
     inflight: trio.Semaphore  # INFLIGHT_MAX across connections
     inflight_per_connection_max: int
     handshake_timeout_s: float
+    connections_max: int
+    handshakes_max: int
+    established: int = 0
+    handshakes: dict[object, trio.CancelScope] | None = None  # pending handshakes, oldest first
+    refused: int = 0  # connections refused so far; logged at 1, 2, 4, 8...: a flood cannot flood the log
+
+    def log_refused(self, remote: str, claimed: str | None, error: str) -> None:
+        self.refused += 1
+        if self.refused & (self.refused - 1) == 0:
+            _log.warning("rpc_refused", remote=remote, claimed=claimed, error=error, total=self.refused)
+
+    def begin_handshake(self, key: object, scope: trio.CancelScope) -> None:
+        assert self.handshakes is not None
+        if len(self.handshakes) >= self.handshakes_max:
+            oldest = next(iter(self.handshakes))
+            self.handshakes.pop(oldest).cancel()  # its connection closes, unauthenticated, like a timeout
+        self.handshakes[key] = scope
+
+    def end_handshake(self, key: object) -> None:
+        assert self.handshakes is not None
+        self.handshakes.pop(key, None)
 
 
 async def serve_rpc(
@@ -65,6 +90,7 @@ async def serve_rpc(
     node_name: str,
     *,
     connections_max: int = CONNECTIONS_MAX,
+    handshakes_max: int = HANDSHAKES_MAX,
     inflight_per_connection_max: int = INFLIGHT_PER_CONNECTION_MAX,
     inflight_max: int = INFLIGHT_MAX,
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
@@ -84,42 +110,46 @@ async def serve_rpc(
         inflight=trio.Semaphore(inflight_max),
         inflight_per_connection_max=inflight_per_connection_max,
         handshake_timeout_s=handshake_timeout_s,
+        connections_max=connections_max,
+        handshakes_max=handshakes_max,
+        handshakes={},
     )
-    slots = trio.Semaphore(connections_max)
     _log.info("rpc_listening", host=host, port=bound)
     async with trio.open_nursery() as nursery:
         for listener in listeners:
-            nursery.start_soon(_accept_loop, listener, server, slots)
+            nursery.start_soon(_accept_loop, listener, server)
         task_status.started(bound)
 
 
-async def _accept_loop(listener: trio.SocketListener, server: _Server, slots: trio.Semaphore) -> None:
+async def _accept_loop(listener: trio.SocketListener, server: _Server) -> None:
+    """Never waits for a slot: open connections stay bounded by HANDSHAKES_MAX + CONNECTIONS_MAX anyway."""
     async with listener, trio.open_nursery() as nursery:
         while True:
-            await slots.acquire()
             try:
                 stream = await listener.accept()
             except OSError as e:  # EMFILE and friends: back off instead of spinning; the node stays up
-                slots.release()
                 _log.warning("rpc_accept_failed", error=str(e))
                 await trio.sleep(0.1)
                 continue
-            except BaseException:
-                slots.release()
-                raise
-            nursery.start_soon(_connection, stream, server, slots)
+            nursery.start_soon(_connection, stream, server)
 
 
-async def _connection(stream: trio.SocketStream, server: _Server, slots: trio.Semaphore) -> None:
+async def _connection(stream: trio.SocketStream, server: _Server) -> None:
     try:
         host, port = stream.socket.getpeername()[:2]
         remote = f"{host}:{port}"
     except OSError:
         remote = "?"
-    wire = Wire(stream)
+    wire = Wire(stream)  # handshake limits until secured
+    counted = False
     try:
         peer = await _authenticate(wire, server, remote)
         if peer is not None:
+            if server.established >= server.connections_max:
+                _log.warning("rpc_refused", remote=remote, peer=peer, error="connections_max reached")
+                return
+            server.established += 1
+            counted = True
             await _serve(wire, peer, server)
     except ConnectionClosed:
         pass
@@ -130,7 +160,8 @@ async def _connection(stream: trio.SocketStream, server: _Server, slots: trio.Se
     except Exception:
         _log.exception("rpc_connection_failed", remote=remote)
     finally:
-        slots.release()
+        if counted:
+            server.established -= 1
         with trio.move_on_after(CLOSE_TIMEOUT_S) as cs:
             cs.shield = True
             await stream.aclose()
@@ -139,15 +170,21 @@ async def _connection(stream: trio.SocketStream, server: _Server, slots: trio.Se
 async def _authenticate(wire: Wire, server: _Server, remote: str) -> str | None:
     """The peer's proven name, or None (logged) when it failed: then nothing of it may run."""
     hs = ServerHandshake(server.secret, server.node_name, secrets.token_bytes(NONCE_BYTES))
-    with trio.move_on_after(server.handshake_timeout_s):
+    key = object()
+    with trio.move_on_after(server.handshake_timeout_s) as scope:
+        server.begin_handshake(key, scope)
         try:
             while hs.state is not State.ESTABLISHED:
                 await wire.send(hs.on_message(await wire.receive()))
-        except ProtocolError as e:  # HandshakeFailed or bytes that are not our protocol at all
-            _log.warning("rpc_refused", remote=remote, claimed=hs.peer, error=str(e))
+        except ProtocolError as e:  # HandshakeFailed, an oversized frame, or bytes that are not our protocol
+            server.log_refused(remote, hs.peer, str(e))
             return None
+        finally:
+            server.end_handshake(key)
+        wire.secure(hs.session())  # every frame from now on carries the session's MAC
         return hs.peer
-    _log.warning("rpc_refused", remote=remote, claimed=hs.peer, error="handshake timed out")
+    why = "handshake timed out" if scope.deadline <= trio.current_time() else "closed for a newer handshake"
+    server.log_refused(remote, hs.peer, why)
     return None
 
 
@@ -176,7 +213,7 @@ async def _serve(wire: Wire, peer: str, server: _Server) -> None:
 
 async def _write_or_cancel(wire: Wire, frames: trio.MemoryReceiveChannel[bytearray], scope: trio.CancelScope) -> None:
     try:
-        await write_loop(wire.stream, frames)
+        await write_loop(wire, frames)
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass
     scope.cancel()

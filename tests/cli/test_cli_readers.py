@@ -198,3 +198,26 @@ def test_detect() -> None:
     assert detect("a.json", b'{\n  "statuses": [') == "json"
     assert detect("data", b'[{"id": 1}]') == "json"
     assert detect("data", b'"0","1467810369","Mon Apr') == "csv"
+
+
+def test_undecodable_lines_are_rejected_alone(tmp_path: Path) -> None:
+    """Issue 12, finding 6: a line nested too deeply, malformed or not UTF-8 is one rejection, not an abort."""
+    p = tmp_path / "mixed.jsonl"
+    good = json.dumps({"text": "fine", "user": "u"}).encode()
+    p.write_bytes(b"\n".join([good, b"[" * 5000 + b"]" * 5000, b"{broken", b'{"text": "\xff", "user": "u"}', good]))
+    recs = _tweets(p)
+    assert [r.error is None for r in recs] == [True, False, False, False, True]
+    assert all(r.error is not None and r.error[0] == "invalid_json" for r in recs[1:4])
+    deep_first = tmp_path / "deep.jsonl"
+    deep_first.write_bytes(b'{"a": ' + b"[" * 3000 + b"]" * 3000 + b"}\n" + good + b"\n")
+    assert [r.error is None for r in _tweets(deep_first)] == [False, True]
+
+
+def test_a_huge_csv_field_rejects_its_row_alone(tmp_path: Path) -> None:
+    p = tmp_path / "s140.csv"
+    row = '"0","1467810369","Mon Apr 06 22:19:45 PDT 2009","NO_QUERY","bob","{text}"\n'
+    p.write_text(row.format(text="before") + row.format(text="x" * 200_000) + row.format(text="after"))
+    recs = _tweets(p)
+    assert [r.error is None for r in recs] == [True, False, True]
+    assert recs[1].error is not None and recs[1].error[0] == "bad_csv_row"
+    assert recs[2].tweet is not None and recs[2].tweet["text"] == "after"

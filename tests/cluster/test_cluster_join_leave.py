@@ -125,7 +125,7 @@ def check_holdings(clients: list[httpx.Client], model: dict) -> None:  # type: i
     """Each node holds (at least) every live tweet its ranges of the settled ring cover: what it gained was
     streamed to it, not just reachable through the other replicas. (More is fine: a node keeps what it no
     longer replicates, and a refused write may sit on some replicas.)"""
-    topo = clients[0].get("/internal/topology", headers={"x-murmur-secret": "test-secret"}).json()
+    topo = clients[0].get("/admin/topology").json()  # loopback, no [[auth.keys]]: every role
     assert topo["next"] is None, topo
     ring = Ring({mb["name"]: mb["tokens"] for mb in topo["members"]})
     want: dict[str, int] = {}
@@ -227,12 +227,12 @@ def test_join_with_seed_and_own_config(tmp_path: Path) -> None:
         ids = bulk_load(clients[0], bodies)
         model = {i: tweet_of(clients[1].get(f"/tweets/{i}").json()) for i in ids}
         queries = pick_queries(model)
-        # with N=3 on 3 nodes none may leave; the endpoint wants the secret and a POST
-        secret = {"x-murmur-secret": "test-secret"}
-        r = clients[0].post("/internal/decommission", headers=secret)
+        # with N=3 on 3 nodes none may leave; the endpoint wants a POST (and the admin role: tests/http/test_auth*)
+        r = clients[0].post("/admin/decommission")
         assert r.status_code == 409 and "fewer than the replication factor" in r.json()["error"]["message"], r.text
-        assert clients[0].get("/internal/decommission", headers=secret).status_code == 405
-        assert clients[0].post("/internal/decommission").status_code == 403
+        assert clients[0].get("/admin/decommission").status_code == 405
+        # the cluster secret opens nothing over HTTP any more
+        assert clients[0].post("/internal/decommission", headers={"x-murmur-secret": "test-secret"}).status_code == 404
         seed = cfg.read_text().split("gossip_port = ")[1].split()[0]  # n1's gossip port
         own = tmp_path / "own"
         own.mkdir()

@@ -393,6 +393,9 @@ def test_cluster_health_openapi() -> None:
             "/health",
             "/metrics",
             "/openapi.json",
+            "/admin/snapshot",
+            "/admin/decommission",
+            "/admin/topology",
         }
         schemas = doc["components"]["schemas"]
         assert set(schemas["TweetOut"]["required"]) == TWEET_KEYS
@@ -449,20 +452,22 @@ def test_unknown_route_and_wrong_method() -> None:
     run(t)
 
 
-def test_internal_paths_go_to_the_internal_handler() -> None:
+def test_admin_routes_go_to_their_handlers_and_internal_paths_are_gone() -> None:
     seen: list[str] = []
 
-    async def internal(req: Request) -> Response:
+    async def snapshot(req: Request) -> Response:
         seen.append(req.path)
         return Response(202, b"{}")
 
     async def t(port: int) -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-            assert (await c.post("/internal/replicate", content=b"x")).status_code == 202
-            check_error(await c.get("/internals"), 404, "not_found")
+            assert (await c.post("/admin/snapshot")).status_code == 202
+            r = await c.get("/admin/snapshot")
+            assert r.status_code == 405 and r.headers["allow"] == "POST"
+            check_error(await c.post("/internal/decommission", headers={"x-murmur-secret": "s"}), 404, "not_found")
             assert (await c.get("/health")).status_code == 200
 
     cfg = HttpConfig()
-    handler = make_handler(FakeCoordinator(), HttpMetrics(), cfg, "n1", internal_handler=internal)
+    handler = make_handler(FakeCoordinator(), HttpMetrics(), cfg, "n1", admin_routes={"/admin/snapshot": {"POST": snapshot}})
     serve(t, cfg=cfg, handler=handler)
-    assert seen == ["/internal/replicate"]
+    assert seen == ["/admin/snapshot"]

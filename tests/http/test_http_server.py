@@ -212,11 +212,11 @@ def test_idle_keep_alive_connection_is_closed() -> None:
         with trio.fail_after(3):
             assert await c.eof()
         assert 0.2 <= trio.current_time() - started < 2
-        silent = await Raw.open(port)  # never sends a byte
+        silent = await Raw.open(port)  # never sends a byte: closed at the header timeout
         with trio.fail_after(3):
             assert await silent.eof()
 
-    serve(t, cfg=HttpConfig(idle_timeout_s=0.3))
+    serve(t, cfg=HttpConfig(idle_timeout_s=0.3, header_timeout_s=0.3))
 
 
 def test_slow_handler_gets_503_at_the_request_timeout() -> None:
@@ -286,24 +286,25 @@ def test_expect_100_continue() -> None:
     serve(t)
 
 
-def test_connection_limit_makes_excess_connections_wait() -> None:
+def test_connection_limit_makes_excess_connections_wait_while_all_are_busy() -> None:
+    coord = FakeCoordinator()
+    coord.delay_s = 0.8
+
     async def t(port: int) -> None:
         a, b = await Raw.open(port), await Raw.open(port)
         for c in (a, b):
-            await c.request("GET", "/health")
-            assert (await c.response())[0] == 200
+            await c.request("GET", "/search?q=x")  # both busy for 0.8 s
+        await trio.sleep(0.1)
         third = await Raw.open(port)  # the kernel accepts it; the server does not serve it yet
+        started = trio.current_time()
         await third.request("GET", "/health")
-        with trio.move_on_after(0.5) as waited:
-            await third.response()
-        assert waited.cancelled_caught, "a third connection was served while two were open"
-        await a.aclose()
-        with trio.fail_after(3):
+        with trio.fail_after(5):
             assert (await third.response())[0] == 200
-        await b.request("GET", "/health")
-        assert (await b.response())[0] == 200
+        assert trio.current_time() - started >= 0.4, "a third connection was served while two were busy"
+        for c in (a, b):
+            assert (await c.response())[0] == 200
 
-    serve(t, cfg=HttpConfig(connections_max=2))
+    serve(t, cfg=HttpConfig(connections_max=2), coord=coord)
 
 
 def test_started_reports_the_port_and_a_taken_port_is_a_clear_oserror() -> None:

@@ -243,3 +243,34 @@ def test_membership_config_table() -> None:
         with pytest.raises(ConfigError) as e:
             _parse(extra)
         assert e.value.key == key, (extra, e.value)
+
+
+def test_a_forged_left_does_not_keep_a_node_out() -> None:
+    """One sealed packet Left(a, 2**63-1) to every peer is not believed; Left(a, INCARNATION_MAX-1), the largest
+    believed, keeps a out only until its next probe of a peer: it refutes, and the refutation fits the bounds."""
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nodes = three()
+            for nd in nodes:
+                await nursery.start(nd.serve)
+            a, b, c = nodes
+            await until(lambda: all_alive(nodes), "all three see each other alive")
+            udp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            with udp:
+                for limit in (2**63 - 1, m.INCARNATION_MAX):
+                    packet = m.seal(SECRET.encode(), m.encode(m.Gossip("x", [m.Left("a", limit)])))
+                    for nd in (b, c):
+                        await udp.sendto(packet, (HOST, nd.port))
+                await until(lambda: b.shell.received >= 1 and c.shell.received >= 1, "the packets arrived")
+                await trio.sleep(0.3)
+                assert ("a", "left") not in b.seen and ("a", "left") not in c.seen
+                believed = m.seal(SECRET.encode(), m.encode(m.Gossip("x", [m.Left("a", m.INCARNATION_MAX - 1)])))
+                for nd in (b, c):
+                    await udp.sendto(believed, (HOST, nd.port))
+                await until(lambda: ("a", "left") in b.seen and ("a", "left") in c.seen, "the forgery is believed")
+                await until(lambda: b.peers.state["a"] == "alive" and c.peers.state["a"] == "alive", "a is back")
+                assert a.shell.core.incarnation == m.INCARNATION_MAX
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

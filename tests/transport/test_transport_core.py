@@ -173,7 +173,8 @@ def test_a_proof_replayed_on_a_connection_with_a_fresh_nonce_is_refused() -> Non
         [Request(1, "m", b"", 10)],  # no call before the handshake
         [Proof(b"m" * 32)],  # proof before hello
         [Hello("n1", NC), Hello("n1", NC)],
-        [Hello("n1", NC, version=2)],
+        [Hello("n1", NC, version=1)],  # the MAC-less protocol of before
+        [Hello("n1", NC, version=3)],
     ],
 )
 def test_the_server_refuses_messages_out_of_order(script: list[object]) -> None:

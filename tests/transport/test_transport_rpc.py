@@ -14,7 +14,7 @@ from node.errors import NotFound
 from node.transport.client import PeerPool, open_peer_pool
 from node.transport.errors import FrameTooLarge, PeerUnavailable, RpcError, RpcTimeout
 from node.transport.handshake import ClientHandshake, State
-from node.transport.messages import FRAME_BYTES_MAX, Request, Response
+from node.transport.messages import FRAME_BYTES_MAX, FRAME_TAG_BYTES, Request, Response
 from node.transport.server import Dispatch, route, serve_rpc
 from node.transport.wire import Wire
 
@@ -203,9 +203,10 @@ def test_an_oversized_frame_after_authentication_closes_that_connection_only() -
                     reply = hs.on_message(await wire.receive())
                     if reply is not None:
                         await wire.send(reply)
+                wire.secure(hs.session())
                 await wire.send(Request(1, "echo", b"fine", 1000))
                 assert await wire.receive() == Response(1, b"fine")
-                await stream.send_all((FRAME_BYTES_MAX + 1).to_bytes(4, "big") + b"x" * 1000)
+                await stream.send_all((FRAME_BYTES_MAX + FRAME_TAG_BYTES + 1).to_bytes(4, "big") + b"x" * 1000)
                 assert await _eof_within(stream, 2.0)
             async with open_peer_pool(SECRET, "cli") as pool:
                 assert await pool.call(("127.0.0.1", port), "echo", b"ok", 2.0) == b"ok"
