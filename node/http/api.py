@@ -131,6 +131,7 @@ class _Api:
         self.internal = internal_handler
         self.now_ms = now_ms
         self.openapi = _encoder.encode(build_openapi())
+        metrics.collect_from(coord.metrics_samples)
         # path -> (route label, method -> endpoint); /tweets/{id} is matched apart
         self.routes: dict[str, dict[str, Endpoint]] = {
             "/tweets": {"POST": self.create},
@@ -181,11 +182,11 @@ class _Api:
                 response = await endpoint(req, tweet_id)
         except MurmurError as e:
             response = error_response(e)
-            self.metrics.errors.inc((e.code,))
+            self.metrics.error(e.code)
         except Exception:
             _log.exception("http_handler_failed", method=req.method, path=path)
             response = error_response(MurmurError("internal error: the node logged the details"))
-            self.metrics.errors.inc(("internal",))
+            self.metrics.error("internal")
         self.metrics.observe(route, method, response.status, time.perf_counter() - started)
         return response
 
@@ -195,7 +196,7 @@ class _Api:
         _check_type(req, JSON_TYPES)
         tweet_in = parse_tweet_in(_decode(req.body))
         created = await self.coord.create_tweet(tweet_in)
-        self.metrics.tweets_ingested.inc()
+        self.metrics.ingested()
         t = created.tweet
         if created.created:
             return _json(201, render(t), [("location", f"/tweets/{t.id}")])
@@ -228,7 +229,7 @@ class _Api:
             else:
                 item.status, item.id = (201 if res.created else 200), res.tweet.id
                 ingested += 1
-        self.metrics.tweets_ingested.inc(amount=ingested)
+        self.metrics.ingested(ingested)
         return _json(200, BulkResponse(ingested=ingested, failed=len(items) - ingested, items=items))
 
     async def get(self, req: Request, tweet_id: int) -> Response:
@@ -270,9 +271,11 @@ class _Api:
                 max_id=max_id,
                 since_id=since_id,
                 result_type=result_type,  # type: ignore[arg-type]  # checked against RESULT_TYPES above
-                explain=explain,
+                explain=True,  # stages are timed anyway: always kept for the stage histograms
             )
         )
+        if result.stages:
+            self.metrics.search_stages(result.stages)
         nxt = result.next_max_id
         meta = SearchMetadata(
             query=q,
@@ -306,8 +309,7 @@ class _Api:
         return _json(200, self.coord.health())
 
     async def prometheus(self, req: Request, _: int) -> Response:
-        text = self.metrics.render(self.coord.metrics_samples())
-        return Response(200, text.encode(), METRICS_CONTENT_TYPE)
+        return Response(200, self.metrics.render().encode(), METRICS_CONTENT_TYPE)
 
     async def openapi_json(self, req: Request, _: int) -> Response:
         return Response(200, self.openapi, "application/json")
