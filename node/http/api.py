@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from node import reqid
 from node.config import HttpConfig
 from node.coordinator import COUNT_MAX, Coordinator, ResultType, SearchRequest
 from node.errors import (
@@ -47,6 +48,7 @@ WINDOWS_S = {"5m": 300, "1h": 3600, "24h": 86400}
 TRENDS_COUNT_MAX = 50
 TRENDS_COUNT_DEFAULT = 10
 RESULT_TYPES: tuple[ResultType, ...] = ("recent", "popular", "mixed")
+SLOW_REQUEST_S = 1.0  # a request slower than this, or any 5xx, is logged at info; every other one at debug
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 JSON_TYPES = frozenset({"application/json"})
 BULK_TYPES = frozenset({"application/x-ndjson", "application/json", "text/plain"})
@@ -146,6 +148,13 @@ class _Api:
         self.tweet_routes: dict[str, Endpoint] = {"GET": self.get, "PATCH": self.patch, "DELETE": self.delete}
 
     async def handle(self, req: Request) -> Response:
+        rid = reqid.from_header(req.header(b"x-request-id"))
+        with reqid.bound(rid):
+            response = await self._handle(req)
+        response.headers.append(("x-request-id", rid))
+        return response
+
+    async def _handle(self, req: Request) -> Response:
         started = time.perf_counter()
         path = req.path
         tweet_id = 0
@@ -187,7 +196,12 @@ class _Api:
             _log.exception("http_handler_failed", method=req.method, path=path)
             response = error_response(MurmurError("internal error: the node logged the details"))
             self.metrics.error("internal")
-        self.metrics.observe(route, method, response.status, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(route, method, response.status, elapsed)
+        if response.status >= 500 or elapsed > SLOW_REQUEST_S:
+            _log.info("http_request", method=method, route=route, status=response.status, ms=round(elapsed * 1000, 3))
+        else:
+            _log.debug("http_request", method=method, route=route, status=response.status, ms=round(elapsed * 1000, 3))
         return response
 
     # ------------------------------------------------------------ tweets
