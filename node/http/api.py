@@ -27,16 +27,19 @@ from node.errors import (
     UnsupportedMediaType,
 )
 from node.http.openapi import build_openapi
+from node.http.page import STATIC_FILES, static_response
 from node.http.schema import (
     BulkItem,
     BulkResponse,
     ErrorDetail,
+    PartitionHealth,
     SearchMetadata,
     SearchResponse,
     TrendOut,
     TrendsResponse,
 )
 from node.http.server import Handler, Request, Response, error_response
+from node.http.stats import build_stats
 from node.metrics import HttpMetrics
 from node.model import TweetIn, format_time, parse_id, parse_patch, parse_tweet_in, render
 from node.query.ast import Query
@@ -125,6 +128,7 @@ class _Api:
         node_name: str,
         internal_handler: Handler | None,
         now_ms: Callable[[], int],
+        partitions: Callable[[], PartitionHealth] | None,
     ) -> None:
         self.coord = coord
         self.metrics = metrics
@@ -132,6 +136,8 @@ class _Api:
         self.node_name = node_name
         self.internal = internal_handler
         self.now_ms = now_ms
+        self.partitions = partitions
+        self.started_s = time.monotonic()
         self.openapi = _encoder.encode(build_openapi())
         metrics.collect_from(coord.metrics_samples)
         # path -> (route label, method -> endpoint); /tweets/{id} is matched apart
@@ -144,6 +150,8 @@ class _Api:
             "/health": {"GET": self.health},
             "/metrics": {"GET": self.prometheus},
             "/openapi.json": {"GET": self.openapi_json},
+            "/stats": {"GET": self.stats},
+            **{path: {"GET": self.page} for path in STATIC_FILES},  # the search page (node/http/static)
         }
         self.tweet_routes: dict[str, Endpoint] = {"GET": self.get, "PATCH": self.patch, "DELETE": self.delete}
 
@@ -328,6 +336,16 @@ class _Api:
     async def openapi_json(self, req: Request, _: int) -> Response:
         return Response(200, self.openapi, "application/json")
 
+    async def stats(self, req: Request, _: int) -> Response:
+        parts = self.partitions() if self.partitions is not None else None
+        up = time.monotonic() - self.started_s
+        body = build_stats(self.node_name, up, self.metrics, self.coord.metrics_samples(), parts)
+        # read by the page of any other node of the cluster (a simple GET: no credentials, no preflight)
+        return _json(200, body, [("access-control-allow-origin", "*")])
+
+    async def page(self, req: Request, _: int) -> Response:
+        return static_response(req.path)
+
 
 def make_handler(
     coord: Coordinator,
@@ -337,8 +355,10 @@ def make_handler(
     *,
     internal_handler: Handler | None = None,
     now_ms: Callable[[], int] | None = None,
+    partitions: Callable[[], PartitionHealth] | None = None,
 ) -> Handler:
     """The request handler for `serve_http`. `internal_handler` receives every `/internal/...` request (404 without
-    one); `now_ms` is the wall clock in milliseconds (for /trends), injectable for tests."""
+    one); `now_ms` is the wall clock in milliseconds (for /trends), injectable for tests; `partitions` gives the
+    ring's partition health for /stats."""
     clock = now_ms or (lambda: int(time.time() * 1000))
-    return _Api(coord, metrics, cfg, node_name, internal_handler, clock).handle
+    return _Api(coord, metrics, cfg, node_name, internal_handler, clock, partitions).handle

@@ -7,13 +7,12 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import msgspec
-from httpkit import NOW_MS, FakeCoordinator, error_of, serve
+from httpkit import NOW_MS, FakeCoordinator, error_of, key, samples, serve, types
 
 from node.config import HttpConfig
 from node.http.api import make_handler
 from node.http.server import Request, Response
 from node.metrics import HttpMetrics
-from tests.http.test_http_metrics import key, samples, types
 
 ID_MAX = 2**64 - 1
 Test = Callable[[httpx.AsyncClient], Awaitable[None]]
@@ -395,6 +394,8 @@ def test_cluster_health_openapi() -> None:
             "/health",
             "/metrics",
             "/openapi.json",
+            "/stats",
+            "/",
         }
         schemas = doc["components"]["schemas"]
         assert set(schemas["TweetOut"]["required"]) == TWEET_KEYS

@@ -5,30 +5,11 @@ from __future__ import annotations
 
 import math
 
+from httpkit import key, samples, types
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 
 from node.metrics import LATENCY_BUCKETS_S, HttpMetrics
-
-Key = tuple[str, frozenset[tuple[str, str]]]
-
-
-def samples(text: str) -> dict[Key, float]:
-    """Every sample of a scrape, parsed by prometheus_client's own parser (so the page is valid text format)."""
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for fam in text_string_to_metric_families(text)
-        for s in fam.samples
-    }
-
-
-def types(text: str) -> dict[str, str]:
-    return {fam.name: fam.type for fam in text_string_to_metric_families(text)}
-
-
-def key(name: str, **labels: str) -> Key:
-    return name, frozenset(labels.items())
 
 
 def test_http_metrics_records_requests_connections_and_errors() -> None:
