@@ -248,6 +248,7 @@ function showError(err) {
 
 function clearResults() {
   $("results").replaceChildren();
+  delete $("results").dataset.query;
   $("stages").replaceChildren();
   $("stages").hidden = true;
   $("meta").replaceChildren();
@@ -283,6 +284,8 @@ async function runSearch(q, { push = true, maxId = null } = {}) {
   } catch (err) {
     if (maxId === null) clearResults();
     showError(err);
+    $("results").dataset.query = q;
+    $("results").dataset.shown = String(state.shown);
     return;
   } finally {
     document.body.classList.remove("busy");
@@ -292,6 +295,8 @@ async function runSearch(q, { push = true, maxId = null } = {}) {
   for (const t of body.statuses) list.append(renderTweet(t, terms));
   if (state.newest === null && body.statuses.length) state.newest = body.statuses[0].created_at;
   state.shown += body.statuses.length;
+  list.dataset.query = q; // for tests and scripts: which query the list shows, and how many
+  list.dataset.shown = String(state.shown);
   const meta = body.search_metadata;
   state.nextMaxId = meta.next_max_id_str || null;
   $("more").hidden = state.nextMaxId === null;
