@@ -5,14 +5,10 @@ it in sessionStorage and sends it as a Bearer token."""
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator
-from functools import partial
 
 import httpx
 import pytest
-import trio
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -21,10 +17,11 @@ from node.config import HttpConfig
 from node.errors import MurmurError
 from node.http.api import make_handler
 from node.http.page import STATIC_FILES
-from node.http.server import Request, Response, error_response, serve_http
+from node.http.server import Request, Response, error_response
 from node.metrics import HttpMetrics
 from tests.browser.chrome import available, chrome, wait_for
 from tests.http.httpkit import FakeCoordinator
+from tests.support.stub import serving
 
 pytestmark = pytest.mark.slow
 GOOD, LOW = "sekrit-admin", "sekrit-too-low"
@@ -70,24 +67,8 @@ def gated() -> Iterator[tuple[str, Gate]]:
     if why is not None:
         pytest.fail(why)
     gate = Gate()
-    ready: queue.Queue[tuple[int, trio.lowlevel.TrioToken, trio.CancelScope]] = queue.Queue()
-
-    def run() -> None:
-        async def main() -> None:
-            async with trio.open_nursery() as n:
-                port = await n.start(partial(serve_http, gate, "127.0.0.1", 0, HttpConfig()))
-                ready.put((port, trio.lowlevel.current_trio_token(), n.cancel_scope))
-
-        trio.run(main)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    port, token, scope = ready.get(timeout=10)
-    try:
-        yield f"http://127.0.0.1:{port}", gate
-    finally:
-        trio.from_thread.run_sync(scope.cancel, trio_token=token)
-        t.join(10)
+    with serving(gate) as url:
+        yield url, gate
 
 
 def dialog_open(d: WebDriver) -> bool:
