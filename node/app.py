@@ -30,9 +30,8 @@ from node.cluster.service import NodeService
 from node.config import Config
 from node.errors import Conflict, MurmurError, NotFound
 from node.http.api import make_handler
-from node.http.schema import PartitionHealth
 from node.http.server import Request, Response, error_response, serve_http
-from node.http.stats import partition_health
+from node.http.stats import NodeFigures, partition_health
 from node.ids import SnowflakeGenerator
 from node.membership.shell import GossipShell
 from node.metrics import HttpMetrics
@@ -292,11 +291,18 @@ async def run_node(
             coord.keeper = keeper
             metrics = HttpMetrics()
 
-            def partitions() -> PartitionHealth:  # for /stats: the ring's partitions and how many replicas are up
+            def figures() -> NodeFigures:  # for /stats: O(1) sizes, and the ring's partitions with replicas up
                 ring = placement.ring
                 sets = [ring.preference_list(end, n_rep) for _start, end in ring.partitions()]
                 is_up = lambda nd: nd == name or peers.is_up(nd)  # noqa: E731
-                return partition_health(sets, is_up, cfg.cluster.write_quorum, cfg.cluster.read_quorum)
+                hints = service.hints
+                return NodeFigures(
+                    tweets=len(shard.tweets),
+                    replication_lag_records=len(shard.outbox),
+                    hints_pending_records=sum(hints.pending(n) for n in hints.nodes_with_hints()) if hints else 0,
+                    index_bytes=shard.index.memory_bytes(),
+                    partitions=partition_health(sets, is_up, cfg.cluster.write_quorum, cfg.cluster.read_quorum),
+                )
 
             async with trio.open_nursery() as nursery:
                 leave = partial(_leave, keeper, n_rep, nursery.cancel_scope, node_dir)
@@ -306,7 +312,7 @@ async def run_node(
                     cfg.http,
                     name,
                     internal_handler=internal_handler(cfg.cluster.secret, name, peers, keeper, nursery, leave),
-                    partitions=partitions,
+                    figures=figures,
                 )
                 await nursery.start(gossip.run)  # cancelled with the rest on SIGTERM: then it leaves (Left)
                 await nursery.start(partial(serve_rpc, peers.dispatch, me.host, me.gossip_port, cfg.cluster.secret, name))

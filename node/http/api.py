@@ -32,14 +32,13 @@ from node.http.schema import (
     BulkItem,
     BulkResponse,
     ErrorDetail,
-    PartitionHealth,
     SearchMetadata,
     SearchResponse,
     TrendOut,
     TrendsResponse,
 )
 from node.http.server import Handler, Request, Response, error_response
-from node.http.stats import build_stats
+from node.http.stats import NodeFigures, build_stats, figures_from_samples
 from node.metrics import HttpMetrics
 from node.model import TweetIn, format_time, parse_id, parse_patch, parse_tweet_in, render
 from node.query.ast import Query
@@ -128,7 +127,7 @@ class _Api:
         node_name: str,
         internal_handler: Handler | None,
         now_ms: Callable[[], int],
-        partitions: Callable[[], PartitionHealth] | None,
+        figures: Callable[[], NodeFigures] | None,
     ) -> None:
         self.coord = coord
         self.metrics = metrics
@@ -136,7 +135,7 @@ class _Api:
         self.node_name = node_name
         self.internal = internal_handler
         self.now_ms = now_ms
-        self.partitions = partitions
+        self.figures = figures
         self.started_s = time.monotonic()
         self.openapi = _encoder.encode(build_openapi())
         metrics.collect_from(coord.metrics_samples)
@@ -337,9 +336,8 @@ class _Api:
         return Response(200, self.openapi, "application/json")
 
     async def stats(self, req: Request, _: int) -> Response:
-        parts = self.partitions() if self.partitions is not None else None
-        up = time.monotonic() - self.started_s
-        body = build_stats(self.node_name, up, self.metrics, self.coord.metrics_samples(), parts)
+        figures = self.figures() if self.figures is not None else figures_from_samples(self.coord.metrics_samples())
+        body = build_stats(self.node_name, time.monotonic() - self.started_s, self.metrics, figures)
         # read by the page of any other node of the cluster (a simple GET: no credentials, no preflight)
         return _json(200, body, [("access-control-allow-origin", "*")])
 
@@ -355,10 +353,10 @@ def make_handler(
     *,
     internal_handler: Handler | None = None,
     now_ms: Callable[[], int] | None = None,
-    partitions: Callable[[], PartitionHealth] | None = None,
+    figures: Callable[[], NodeFigures] | None = None,
 ) -> Handler:
     """The request handler for `serve_http`. `internal_handler` receives every `/internal/...` request (404 without
-    one); `now_ms` is the wall clock in milliseconds (for /trends), injectable for tests; `partitions` gives the
-    ring's partition health for /stats."""
+    one); `now_ms` is the wall clock in milliseconds (for /trends), injectable for tests; `figures` gives this
+    node's figures for /stats cheaply (default: read from coord.metrics_samples())."""
     clock = now_ms or (lambda: int(time.time() * 1000))
-    return _Api(coord, metrics, cfg, node_name, internal_handler, clock, partitions).handle
+    return _Api(coord, metrics, cfg, node_name, internal_handler, clock, figures).handle

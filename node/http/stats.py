@@ -1,15 +1,28 @@
-"""GET /stats: a small JSON figure sheet of one node for the page's cluster panel, cheap to serve (no fan-out).
+"""GET /stats: a small JSON figure sheet of one node for the page's cluster panel, cheap to serve (no fan-out, no
+walk of the index: the figures come from counters and container sizes the node already keeps).
 
-The page polls it on every member and computes rates from two polls (counters over the node's own uptime). Pure
-except for reading the clock it is given; partition health is computed from replica sets and a liveness test.
+The page polls it on every member and computes rates from two polls (counters over the node's own uptime). Pure:
+partition health is computed from replica sets and a liveness test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import msgspec
+
 from node.http.schema import PartitionHealth, StatsResponse
 from node.metrics import HttpMetrics, Sample
+
+
+class NodeFigures(msgspec.Struct):
+    """What the node shell (node.app) reads off its parts for /stats, each in O(1) or O(partitions)."""
+
+    tweets: int
+    replication_lag_records: int
+    hints_pending_records: int
+    index_bytes: int
+    partitions: PartitionHealth | None
 
 
 def partition_health(
@@ -37,22 +50,27 @@ def gauges(samples: Iterable[Sample]) -> dict[str, float]:
     return out
 
 
-def build_stats(
-    node: str,
-    uptime_s: float,
-    metrics: HttpMetrics,
-    samples: Iterable[Sample],
-    partitions: PartitionHealth | None,
-) -> StatsResponse:
+def figures_from_samples(samples: Iterable[Sample]) -> NodeFigures:
+    """The same figures from the coordinator's metrics samples (a node without a shell's figures, e.g. in tests)."""
     g = gauges(samples)
+    return NodeFigures(
+        tweets=int(g.get("murmur_tweets", 0)),
+        replication_lag_records=int(g.get("murmur_replication_lag_records", 0)),
+        hints_pending_records=int(g.get("murmur_hints_pending_records", 0)),
+        index_bytes=int(g.get("murmur_index_bytes", 0)),
+        partitions=None,
+    )
+
+
+def build_stats(node: str, uptime_s: float, metrics: HttpMetrics, f: NodeFigures) -> StatsResponse:
     return StatsResponse(
         node=node,
         uptime_s=round(uptime_s, 3),
         searches_total=int(metrics.searches()),
         ingested_total=int(metrics.ingested_total()),
-        tweets=int(g.get("murmur_tweets", 0)),
-        replication_lag_records=int(g.get("murmur_replication_lag_records", 0)),
-        hints_pending_records=int(g.get("murmur_hints_pending_records", 0)),
-        index_bytes=int(g.get("murmur_index_bytes", 0)),
-        partitions=partitions,
+        tweets=f.tweets,
+        replication_lag_records=f.replication_lag_records,
+        hints_pending_records=f.hints_pending_records,
+        index_bytes=f.index_bytes,
+        partitions=f.partitions,
     )

@@ -11,14 +11,14 @@ from httpkit import FakeCoordinator, serve
 from node.config import HttpConfig
 from node.http.api import make_handler
 from node.http.schema import PartitionHealth, StatsResponse
-from node.http.stats import partition_health
+from node.http.stats import NodeFigures, partition_health
 from node.metrics import HttpMetrics
 
 
-def run_with(test, partitions=None) -> None:  # type: ignore[no-untyped-def]
+def run_with(test, figures=None) -> None:  # type: ignore[no-untyped-def]
     cfg = HttpConfig()
     metrics = HttpMetrics()
-    handler = make_handler(FakeCoordinator(), metrics, cfg, "n1", partitions=partitions)
+    handler = make_handler(FakeCoordinator(), metrics, cfg, "n1", figures=figures)
 
     async def with_client(port: int) -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
@@ -55,7 +55,7 @@ def test_stats_counts_searches_and_ingest_and_is_readable_cross_origin() -> None
 
     async def t(c: httpx.AsyncClient) -> None:
         first = msgspec.json.decode((await c.get("/stats")).content, type=StatsResponse)
-        assert first.node == "n1" and first.searches_total == 0 and first.ingested_total == 0
+        assert first.node == "n1" and first.searches_total == 0 and first.ingested_total == 0 and first.tweets == 9
         await c.post("/tweets", json={"text": "hello", "user": "u"})
         await c.post("/tweets/bulk", content=b'{"text":"a","user":"u"}\n{"text":"b","user":"u"}\n')
         for q in ("hello", "a", "(("):
@@ -65,8 +65,9 @@ def test_stats_counts_searches_and_ingest_and_is_readable_cross_origin() -> None
         s = msgspec.json.decode(r.content, type=StatsResponse)
         assert s.searches_total == 3 and s.ingested_total == 3
         assert s.uptime_s >= first.uptime_s and s.partitions == parts
+        assert (s.tweets, s.replication_lag_records, s.hints_pending_records, s.index_bytes) == (9, 2, 1, 1000)
 
-    run_with(t, partitions=lambda: parts)
+    run_with(t, figures=lambda: NodeFigures(9, 2, 1, 1000, parts))
 
 
 def test_request_id_is_echoed_or_generated() -> None:
@@ -88,3 +89,12 @@ def test_partition_health_counts_like_a_list() -> None:
     got = partition_health(sets, {"c"}.__contains__, w=2, r=1)
     assert got.below_write_quorum == 4 and got.below_read_quorum == 1  # (a, b, d) has no replica up
     assert partition_health(sets, lambda _n: True, 2, 2).all_replicas_up == 4
+
+
+def test_without_the_shells_figures_stats_reads_the_coordinators_samples() -> None:
+    async def t(c: httpx.AsyncClient) -> None:
+        await c.post("/tweets", json={"text": "hello", "user": "u"})
+        s = msgspec.json.decode((await c.get("/stats")).content, type=StatsResponse)
+        assert s.partitions is None and s.tweets == 0  # the fake has no murmur_tweets gauge
+
+    run_with(t)
