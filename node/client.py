@@ -23,6 +23,7 @@ from node.http.schema import (
     BulkItem,
     ClusterView,
     ErrorDetail,
+    Health,
     SearchResponse,
     StatsResponse,
     TrendsResponse,
@@ -410,9 +411,9 @@ class Client:
     def cluster(self) -> ClusterView:
         return _decode(self.request(Call("GET", "/cluster")), ClusterView)
 
-    def health(self) -> dict[str, Any]:
-        """GET /health: {"status": "ok"} or {"status": "degraded", ...why}."""
-        return _decode(self.request(Call("GET", "/health")), dict[str, Any])
+    def health(self) -> Health:
+        """GET /health: status "ok" or "degraded" (then `down`, `ring` or `storage` say why)."""
+        return _decode(self.request(Call("GET", "/health")), Health)
 
     def ping(self) -> bool:
         """Whether the node answers /health with 200 now (no retry beyond the client's)."""
@@ -635,8 +636,8 @@ class AsyncClient:
     async def cluster(self) -> ClusterView:
         return _decode(await self.request(Call("GET", "/cluster")), ClusterView)
 
-    async def health(self) -> dict[str, Any]:
-        return _decode(await self.request(Call("GET", "/health")), dict[str, Any])
+    async def health(self) -> Health:
+        return _decode(await self.request(Call("GET", "/health")), Health)
 
     async def stats(self) -> StatsResponse:
         return _decode(await self.request(Call("GET", "/stats")), StatsResponse)

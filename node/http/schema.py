@@ -65,6 +65,11 @@ class BulkResponse(msgspec.Struct):
 
 class Health(msgspec.Struct, forbid_unknown_fields=False):
     status: str  # "ok" or "degraded"
+    node: str | None = None  # the node that answered
+    tweets: int | None = None  # tweets stored on it
+    down: list[str] | None = None  # degraded: the members it sees down
+    ring: str | None = None  # degraded: this node is joining or leaving
+    storage: str | None = None  # degraded: "read_only" when it cannot persist
 
 
 class PartitionHealth(msgspec.Struct):

@@ -35,7 +35,8 @@ def test_every_endpoint_through_the_client(tmp_path: Path) -> None:
         assert c.trends("24h").window == "24h"
         cl = c.cluster()
         assert [m.name for m in cl.members] == ["n1"] and cl.n == 1 and cl.members[0].state == "alive"
-        assert c.health()["status"] == "ok" and c.ping()
+        h = c.health()
+        assert (h.status, h.node, h.tweets, h.down) == ("ok", "n1", 26, None) and c.ping()
         st = c.stats()
         assert st.node == "n1" and st.ingested_total == 27 and st.searches_total >= 4
         # 27: the idempotent retry of id 42 is acknowledged again
