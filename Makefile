@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: install demo test lint bench bench-cluster down clean
+.PHONY: install browser demo test lint bench bench-cluster down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,16 @@ lint: install
 	$(VENV)/bin/ruff check node tests scripts
 	$(VENV)/bin/mypy
 
-test: install lint
+# The browser tests drive Debian's Chromium (tests/browser): installed once, quietly, when missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver) \
+	    >/dev/null 2>&1 || { echo "make browser: apt-get install chromium chromium-driver failed" >&2; exit 1; }; \
+	fi
+
+test: install lint browser
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 bench: install

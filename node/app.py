@@ -32,6 +32,7 @@ from node.config import Config
 from node.errors import Conflict, MurmurError
 from node.http.api import make_handler
 from node.http.server import Request, Response, error_response, make_ssl_context, serve_http
+from node.http.stats import NodeFigures, partition_health
 from node.ids import MACHINE_BITS, MACHINE_MAX, MURMUR_EPOCH_MS, SEQ_BITS, SnowflakeGenerator
 from node.membership.shell import GossipShell
 from node.metrics import HttpMetrics
@@ -288,10 +289,30 @@ async def run_node(
             coord.service = service
             coord.keeper = keeper
             metrics = HttpMetrics()
+
+            def figures() -> NodeFigures:  # for /stats: O(1) sizes, and the ring's partitions with replicas up
+                ring = placement.ring
+                sets = [ring.preference_list(end, n_rep) for _start, end in ring.partitions()]
+                is_up = lambda nd: nd == name or peers.is_up(nd)  # noqa: E731
+                hints = service.hints
+                return NodeFigures(
+                    tweets=len(shard.tweets),
+                    replication_lag_records=len(shard.outbox),
+                    hints_pending_records=sum(hints.pending(n) for n in hints.nodes_with_hints()) if hints else 0,
+                    index_bytes=shard.index.memory_bytes(),
+                    partitions=partition_health(sets, is_up, cfg.cluster.write_quorum, cfg.cluster.read_quorum),
+                )
+
             async with trio.open_nursery() as nursery:
                 leave = partial(_leave, keeper, n_rep, nursery.cancel_scope, node_dir)
                 handler = make_handler(
-                    coord, metrics, cfg.http, name, auth=cfg.auth, admin_routes=admin_routes(name, keeper, nursery, leave, snap)
+                    coord,
+                    metrics,
+                    cfg.http,
+                    name,
+                    auth=cfg.auth,
+                    admin_routes=admin_routes(name, keeper, nursery, leave, snap),
+                    figures=figures,
                 )
                 tls = None
                 if cfg.http.tls_cert_file and cfg.http.tls_key_file:

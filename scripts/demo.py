@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-import httpx
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a plain script: make the checkout's `node` importable
 
+from node.client import ApiError, Client  # noqa: E402
 from node.config import load_config  # noqa: E402
 
 CONFIG = REPO / "cluster.toml"
@@ -57,22 +56,20 @@ def load_sample() -> int:
 
 def show_search(url: str, q: str) -> None:
     t0 = time.perf_counter()
-    resp = httpx.get(f"{url}/search", params={"q": q, "count": 100}, timeout=30.0)
-    wall_ms = (time.perf_counter() - t0) * 1000
     print(f"\n== search {q}")
-    if resp.status_code != 200:
-        print(f"   error {resp.status_code}: {resp.text[:300]}")
+    try:
+        with Client(url, timeout=30.0) as c:
+            body = c.search(q, count=100)
+    except ApiError as e:
+        print(f"   error {e.status}: {e.code}: {e.message}")
         return
-    body = resp.json()
-    statuses = body.get("statuses", [])
-    meta = body.get("search_metadata", {})
-    more = "+ (first page)" if meta.get("next_max_id") is not None else ""
-    print(
-        f"   {len(statuses)}{more} results, completed_in_ms={meta.get('completed_in_ms')}, wall {wall_ms:.1f} ms"
-    )
-    for t in statuses[:SHOWN]:
-        text = " ".join(str(t.get("text", "")).split())
-        print(f"   {t.get('id_str')}  {t.get('created_at')}  @{t.get('user')}  {text[:100]}")
+    wall_ms = (time.perf_counter() - t0) * 1000
+    meta = body.search_metadata
+    more = "+ (first page)" if meta.next_max_id is not None else ""
+    print(f"   {len(body.statuses)}{more} results, completed_in_ms={meta.completed_in_ms}, wall {wall_ms:.1f} ms")
+    for t in body.statuses[:SHOWN]:
+        text = " ".join(t.text.split())
+        print(f"   {t.id_str}  {t.created_at}  @{t.user}  {text[:100]}")
 
 
 def main() -> int:
@@ -88,7 +85,7 @@ def main() -> int:
     for q in queries:
         show_search(url, q)
     print("\nTry:")
-    for path in ("/health", "/cluster", "/metrics", "/openapi.json", "/trends?window=24h"):
+    for path in ("/health", "/cluster", "/stats", "/metrics", "/openapi.json", "/trends?window=24h"):
         print(f"   curl '{url}{path}'")
     for q in queries:
         print(f"   curl '{url}/search?{urlencode({'q': q, 'count': 5})}'")
@@ -96,6 +93,9 @@ def main() -> int:
     print(f"   {cli} search '{queries[-1]}' --count 5")
     print(f"   {cli} status")
     print(f"\nStop the cluster with:  {cli} down")
+    print("\nThe search page (results, trends and the live cluster view), on every node:")
+    print(f"   {url}/?{urlencode({'q': queries[0]})}")
+    print(f"   {url}/")
     return 0
 
 

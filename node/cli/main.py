@@ -38,6 +38,11 @@ def _url(args: argparse.Namespace) -> str:
     return cfg.url(cfg.nodes[0].name)
 
 
+def _key(args: argparse.Namespace) -> str | None:
+    """--api-key, else $MURMUR_API_KEY, else none."""
+    return args.api_key or os.environ.get("MURMUR_API_KEY") or None
+
+
 def _cmd_node(args: argparse.Namespace) -> int:
     from node.cli.logging import configure_logging
 
@@ -75,26 +80,31 @@ def _cmd_load(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.concurrency < 1:
         print("murmur: --batch and --concurrency must be at least 1", file=sys.stderr)
         return 2
-    return run_load(_url(args), args.files, args.batch, args.concurrency, args.limit)
+    return run_load(_url(args), args.files, args.batch, args.concurrency, args.limit, _key(args))
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from node.cli.query import run_search
 
-    return run_search(_url(args), args.query, args.count, args.max_id, args.result_type, args.json)
+    return run_search(_url(args), args.query, args.count, args.max_id, args.result_type, args.json, _key(args))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from node.cli.query import run_status
 
-    return run_status(_url(args))
+    return run_status(_url(args), _key(args))
+
+
+def _cmd_snapshot(args: argparse.Namespace) -> int:
+    from node.cli.query import run_snapshot
+
+    return run_snapshot(_url(args), _key(args))
 
 
 def _cmd_decommission(args: argparse.Namespace) -> int:
     from node.cli.ring import run_decommission
 
-    api_key = args.api_key or os.environ.get("MURMUR_API_KEY") or None
-    return run_decommission(_config(args), _url(args), args.name, args.timeout, api_key)
+    return run_decommission(_config(args), _url(args), args.name, args.timeout, api_key=_key(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     def cmd(name: str, help: str, url: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.add_argument("--config", default=DEFAULT_CONFIG, help="cluster config (default: ./cluster.toml)")
-        if url:
+        if url:  # the commands that talk to a node
             sp.add_argument("--url", help="a node's base URL (default: the config's first node)")
+            sp.add_argument("--api-key", dest="api_key", metavar="KEY", help="API key (default: $MURMUR_API_KEY)")
         return sp
 
     sp = cmd("node", "run one node in the foreground (JSON logs on stderr)")
@@ -146,10 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("status", "the ring as one node sees it (like nodetool status)", url=True)
     sp.set_defaults(func=_cmd_status)
 
+    sp = cmd("snapshot", "ask the node to write a snapshot now (returns at once; it keeps serving)", url=True)
+    sp.set_defaults(func=_cmd_snapshot)
+
     sp = cmd("decommission", "stream a node's data to the others and take it off the ring; it then stops", url=True)
     sp.add_argument("name", metavar="NAME", help="the node that leaves")
     sp.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for it to leave (default 600)")
-    sp.add_argument("--api-key", dest="api_key", default=None, help="an admin API key (default: $MURMUR_API_KEY)")
     sp.set_defaults(func=_cmd_decommission)
     add_keygen(sub)
     return p

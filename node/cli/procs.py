@@ -17,9 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 import node
+from node.client import Client
 from node.config import Config, NodeConfig
 
 START_TIMEOUT_S = 60.0
@@ -86,10 +85,8 @@ def read_pid(cfg: Config, name: str) -> int | None:
 
 
 def healthy(url: str) -> bool:
-    try:
-        return httpx.get(url + "/health", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+    with Client(url, timeout=1.0, retries=0) as c:
+        return c.ping()
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -1,4 +1,4 @@
-"""`murmur search` and `murmur status`: one GET each, printed for a human.
+"""`murmur search`, `murmur status` and `murmur snapshot`: one call each through node.client, printed for a human.
 
 The `format_*` functions are pure and tolerant of missing fields (the node's JSON may grow); the commands only
 fetch and print. Never raise on an odd answer: show what is there.
@@ -10,9 +10,12 @@ import json
 import sys
 from typing import Any
 
-import httpx
+import msgspec
+
+from node.client import ApiError, Client, Unreachable
 
 TIMEOUT_S = 30.0
+RETRIES = 2  # a one-shot command tries a busy or unreachable node 3 times (1.5 s of backoff), then says so
 
 
 def one_line(text: str) -> str:
@@ -90,36 +93,21 @@ def format_cluster(body: dict[str, Any]) -> list[str]:
     return [head, legend, *table]
 
 
-def _get(url: str, path: str, params: dict[str, Any] | None = None) -> httpx.Response | None:
-    try:
-        return httpx.get(url.rstrip("/") + path, params=params, timeout=TIMEOUT_S)
-    except httpx.TransportError as e:
-        print(f"murmur: cannot reach {url}: {e}", file=sys.stderr)
-        return None
-
-
-def _error(resp: httpx.Response) -> str:
-    try:
-        err = resp.json()["error"]
-        return f"{err.get('code')}: {err.get('message')}"
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {resp.status_code}: {resp.text[:300]}"
-
-
 def run_search(
-    url: str, query: str, count: int | None, max_id: str | None, result_type: str | None, as_json: bool
+    url: str,
+    query: str,
+    count: int | None,
+    max_id: str | None,
+    result_type: str | None,
+    as_json: bool,
+    api_key: str | None = None,
 ) -> int:
-    params: dict[str, Any] = {"q": query}
-    for k, v in (("count", count), ("max_id", max_id), ("result_type", result_type)):
-        if v is not None:
-            params[k] = v
-    resp = _get(url, "/search", params)
-    if resp is None:
+    try:
+        with Client(url, api_key=api_key, timeout=TIMEOUT_S, retries=RETRIES) as c:
+            body = msgspec.to_builtins(c.search(query, count=count, max_id=max_id, result_type=result_type))
+    except ApiError as e:
+        print(_failed("search failed", url, e), file=sys.stderr)
         return 1
-    if resp.status_code != 200:
-        print(f"murmur: search failed: {_error(resp)}", file=sys.stderr)
-        return 1
-    body = resp.json()
     if as_json:
         print(json.dumps(body, ensure_ascii=False, indent=2))
     else:
@@ -127,12 +115,31 @@ def run_search(
     return 0
 
 
-def run_status(url: str) -> int:
-    resp = _get(url, "/cluster")
-    if resp is None:
+def run_status(url: str, api_key: str | None = None) -> int:
+    try:
+        with Client(url, api_key=api_key, timeout=TIMEOUT_S, retries=RETRIES) as c:
+            body = msgspec.to_builtins(c.cluster())
+    except ApiError as e:
+        print(_failed("/cluster failed", url, e), file=sys.stderr)
         return 1
-    if resp.status_code != 200:
-        print(f"murmur: /cluster failed: {_error(resp)}", file=sys.stderr)
-        return 1
-    print("\n".join(format_cluster(resp.json())))
+    print("\n".join(format_cluster(body)))
     return 0
+
+
+def run_snapshot(url: str, api_key: str | None = None) -> int:
+    """`murmur snapshot`: POST /admin/snapshot; the node answers 202 at once and writes in the background."""
+    try:
+        with Client(url, api_key=api_key, timeout=TIMEOUT_S, retries=RETRIES) as c:
+            body = c.snapshot()
+    except ApiError as e:
+        print(_failed("snapshot failed", url, e), file=sys.stderr)
+        return 1
+    extra = "  ".join(f"{k}={v}" for k, v in body.items())
+    print(f"{url}: snapshot started" + (f"  {extra}" if extra else ""))
+    return 0
+
+
+def _failed(what: str, url: str, e: ApiError) -> str:
+    if isinstance(e, Unreachable):
+        return f"murmur: cannot reach {url}: {e.message}"
+    return f"murmur: {what}: {e.code}: {e.message}"

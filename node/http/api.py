@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from node import reqid
 from node.config import AuthConfig, HttpConfig
 from node.coordinator import COUNT_MAX, Coordinator, ResultType, SearchRequest
 from node.errors import (
@@ -29,6 +30,7 @@ from node.errors import (
 from node.http.admission import Admission
 from node.http.auth import Access, route_role
 from node.http.openapi import build_openapi
+from node.http.page import STATIC_FILES, static_response
 from node.http.schema import (
     BulkItem,
     BulkResponse,
@@ -39,6 +41,7 @@ from node.http.schema import (
     TrendsResponse,
 )
 from node.http.server import Handler, Request, Response, error_response
+from node.http.stats import NodeFigures, build_stats, figures_from_samples
 from node.metrics import HttpMetrics
 from node.model import TweetIn, format_time, parse_id, parse_patch, parse_time, parse_tweet_in, render
 from node.query.ast import Query
@@ -50,6 +53,7 @@ WINDOWS_S = {"5m": 300, "1h": 3600, "24h": 86400}
 TRENDS_COUNT_MAX = 50
 TRENDS_COUNT_DEFAULT = 10
 RESULT_TYPES: tuple[ResultType, ...] = ("recent", "popular", "mixed")
+SLOW_REQUEST_S = 1.0  # a request slower than this, or any 5xx, is logged at info; every other one at debug
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 JSON_TYPES = frozenset({"application/json"})
 BULK_TYPES = frozenset({"application/x-ndjson", "application/json", "text/plain"})
@@ -129,6 +133,7 @@ class _Api:
         auth: AuthConfig,
         admin_routes: dict[str, dict[str, Handler]],
         now_ms: Callable[[], int],
+        figures: Callable[[], NodeFigures] | None,
     ) -> None:
         self.coord = coord
         self.metrics = metrics
@@ -137,7 +142,10 @@ class _Api:
         self.access = Access(auth)
         self.searches = Admission("search", cfg.search_inflight_max, cfg.search_queue_max, cfg.search_queue_timeout_s)
         self.now_ms = now_ms
+        self.figures = figures
+        self.started_s = time.monotonic()
         self.openapi = _encoder.encode(build_openapi())
+        metrics.collect_from(coord.metrics_samples)
         # path -> (route label, method -> endpoint); /tweets/{id} is matched apart
         self.routes: dict[str, dict[str, Endpoint]] = {
             "/tweets": {"POST": self.create},
@@ -148,6 +156,8 @@ class _Api:
             "/health": {"GET": self.health},
             "/metrics": {"GET": self.prometheus},
             "/openapi.json": {"GET": self.openapi_json},
+            "/stats": {"GET": self.stats},
+            **{path: {"GET": self.page} for path in STATIC_FILES},  # the search page (node/http/static)
         }
         for path, handlers in admin_routes.items():  # cluster operations of the node (app.py): admin role
             assert path.startswith("/admin/"), path
@@ -155,6 +165,13 @@ class _Api:
         self.tweet_routes: dict[str, Endpoint] = {"GET": self.get, "PATCH": self.patch, "DELETE": self.delete}
 
     async def handle(self, req: Request) -> Response:
+        rid = reqid.from_header(req.header(b"x-request-id"))
+        with reqid.bound(rid):
+            response = await self._handle(req)
+        response.headers.append(("x-request-id", rid))
+        return response
+
+    async def _handle(self, req: Request) -> Response:
         started = time.perf_counter()
         path = req.path
         tweet_id = 0
@@ -192,12 +209,17 @@ class _Api:
         except MurmurError as e:
             retry = [("retry-after", str(e.retry_after_s))] if isinstance(e, Overloaded) else None
             response = error_response(e, retry)
-            self.metrics.errors.inc((e.code,))
+            self.metrics.error(e.code)
         except Exception:
             _log.exception("http_handler_failed", method=req.method, path=path)
             response = error_response(MurmurError("internal error: the node logged the details"))
-            self.metrics.errors.inc(("internal",))
-        self.metrics.observe(route, method, response.status, time.perf_counter() - started)
+            self.metrics.error("internal")
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(route, method, response.status, elapsed)
+        if response.status >= 500 or elapsed > SLOW_REQUEST_S:
+            _log.info("http_request", method=method, route=route, status=response.status, ms=round(elapsed * 1000, 3))
+        else:
+            _log.debug("http_request", method=method, route=route, status=response.status, ms=round(elapsed * 1000, 3))
         return response
 
     # ------------------------------------------------------------ tweets
@@ -206,7 +228,7 @@ class _Api:
         _check_type(req, JSON_TYPES)
         tweet_in = parse_tweet_in(_decode(req.body))
         created = await self.coord.create_tweet(tweet_in)
-        self.metrics.tweets_ingested.inc()
+        self.metrics.ingested()
         t = created.tweet
         if created.created:
             return _json(201, render(t), [("location", f"/tweets/{t.id}")])
@@ -239,7 +261,7 @@ class _Api:
             else:
                 item.status, item.id = (201 if res.created else 200), res.tweet.id
                 ingested += 1
-        self.metrics.tweets_ingested.inc(amount=ingested)
+        self.metrics.ingested(ingested)
         return _json(200, BulkResponse(ingested=ingested, failed=len(items) - ingested, items=items))
 
     async def get(self, req: Request, tweet_id: int) -> Response:
@@ -282,9 +304,11 @@ class _Api:
                     max_id=max_id,
                     since_id=since_id,
                     result_type=result_type,  # type: ignore[arg-type]  # checked against RESULT_TYPES above
-                    explain=explain,
+                    explain=True,  # stages are timed anyway: always kept for the stage histograms
                 )
             )
+        if result.stages:
+            self.metrics.search_stages(result.stages)
         nxt = result.next_max_id
         meta = SearchMetadata(
             query=q,
@@ -319,11 +343,19 @@ class _Api:
         return _json(200, self.coord.health())
 
     async def prometheus(self, req: Request, _: int) -> Response:
-        text = self.metrics.render(self.coord.metrics_samples())
-        return Response(200, text.encode(), METRICS_CONTENT_TYPE)
+        return Response(200, self.metrics.render().encode(), METRICS_CONTENT_TYPE)
 
     async def openapi_json(self, req: Request, _: int) -> Response:
         return Response(200, self.openapi, "application/json")
+
+    async def stats(self, req: Request, _: int) -> Response:
+        figures = self.figures() if self.figures is not None else figures_from_samples(self.coord.metrics_samples())
+        body = build_stats(self.node_name, time.monotonic() - self.started_s, self.metrics, figures)
+        # read by the page of any other node of the cluster (a simple GET: no credentials, no preflight)
+        return _json(200, body, [("access-control-allow-origin", "*")])
+
+    async def page(self, req: Request, _: int) -> Response:
+        return static_response(req.path)
 
 
 def _plain(h: Handler) -> Endpoint:
@@ -342,9 +374,11 @@ def make_handler(
     auth: AuthConfig | None = None,
     admin_routes: dict[str, dict[str, Handler]] | None = None,
     now_ms: Callable[[], int] | None = None,
+    figures: Callable[[], NodeFigures] | None = None,
 ) -> Handler:
     """The request handler for `serve_http`. `auth`: keys and roles (default: none, so loopback may do anything);
     `admin_routes`: path under /admin/ -> method -> handler, for the node's cluster operations (admin role);
-    `now_ms` is the wall clock in milliseconds (for /trends), injectable for tests."""
+    `now_ms` is the wall clock in milliseconds (for /trends), injectable for tests; `figures` gives this node's
+    figures for /stats cheaply (default: read from coord.metrics_samples())."""
     clock = now_ms or (lambda: int(time.time() * 1000))
-    return _Api(coord, metrics, cfg, node_name, auth or AuthConfig(), admin_routes or {}, clock).handle
+    return _Api(coord, metrics, cfg, node_name, auth or AuthConfig(), admin_routes or {}, clock, figures).handle

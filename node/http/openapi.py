@@ -12,7 +12,15 @@ from typing import Annotated, Any
 import msgspec
 
 from node.http.auth import PUBLIC, route_role
-from node.http.schema import BulkResponse, ErrorBody, Health, SearchResponse, TrendsResponse
+from node.http.schema import (
+    BulkResponse,
+    ClusterView,
+    ErrorBody,
+    Health,
+    SearchResponse,
+    StatsResponse,
+    TrendsResponse,
+)
 from node.model import ID_MAX, LANG_CHARS_MAX, TEXT_CHARS_MAX, USER_CHARS_MAX, GeoPoint, TweetOut
 
 # msgspec cannot express bounds past int64 in a schema, so the 2^64 limit is stated in words.
@@ -118,6 +126,8 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
         TrendsResponse,
         BulkResponse,
         Health,
+        StatsResponse,
+        ClusterView,
     ]
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
     tweet = _ref("TweetOut")
@@ -211,7 +221,7 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
         "/cluster": {
             "get": {
                 "summary": "Members, their states, ring ownership, N/W/R",
-                "responses": {"200": _ok("the ring as this node sees it", {"type": "object"})},
+                "responses": {"200": _ok("the ring as this node sees it", _ref("ClusterView"))},
             }
         },
         "/health": {
@@ -255,6 +265,19 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
             "get": {
                 "summary": "The ring this node holds: members, their tokens, a change in progress; admin role",
                 "responses": {"200": admin_object, **_COMMON},
+            }
+        },
+        "/stats": {
+            "get": {
+                "summary": "This node's figures for the page: counters (rates from two polls), lag, hints, partitions",
+                "responses": {"200": _ok("figures of this node", _ref("StatsResponse"))},
+            }
+        },
+        "/": {
+            "get": {
+                "summary": "The search page (HTML); /?q=QUERY opens with the results of QUERY",
+                "parameters": [_query("q", {"type": "string"}, "a query to run when the page opens")],
+                "responses": {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}},
             }
         },
     }

@@ -65,3 +65,59 @@ class BulkResponse(msgspec.Struct):
 
 class Health(msgspec.Struct, forbid_unknown_fields=False):
     status: str  # "ok" or "degraded"
+    node: str | None = None  # the node that answered
+    tweets: int | None = None  # tweets stored on it
+    down: list[str] | None = None  # degraded: the members it sees down
+    ring: str | None = None  # degraded: this node is joining or leaving
+    storage: str | None = None  # degraded: "read_only" when it cannot persist
+
+
+class PartitionHealth(msgspec.Struct):
+    total: int  # partitions of the ring
+    all_replicas_up: int
+    under_replicated: int  # some replica down (writes and reads still work while W and R are met)
+    below_write_quorum: int  # fewer than W replicas up: writes to it fail
+    below_read_quorum: int  # fewer than R replicas up: searches are partial
+
+
+class StatsResponse(msgspec.Struct):
+    """GET /stats: one node's figures for the page (rates come from two polls: counters over uptime_s)."""
+
+    node: str
+    uptime_s: float  # seconds since this node started serving (monotonic)
+    searches_total: int  # searches this node coordinated
+    ingested_total: int  # tweets acknowledged through this node (POST /tweets and /tweets/bulk)
+    tweets: int  # tweets stored here (every partition it replicates)
+    replication_lag_records: int  # index records not yet on W copies
+    hints_pending_records: int  # hinted-handoff records waiting for down replicas
+    index_bytes: int  # estimated memory of the local index
+    partitions: PartitionHealth | None  # as this node sees the ring; None in a node without a ring
+
+
+class Member(msgspec.Struct):
+    """One member in GET /cluster (more fields may appear; a client ignores them)."""
+
+    name: str
+    state: str  # alive, suspect, dead, left, unknown
+    ring: str = "normal"  # normal, joining, leaving
+    http: str | None = None
+    gossip: str | None = None
+    ring_share: float | None = None
+    partitions: dict[str, int] | None = None  # replicated, total
+    tweets: int | None = None
+
+
+class ClusterView(msgspec.Struct):
+    """GET /cluster."""
+
+    members: list[Member]
+    cluster: str | None = None
+    n: int | None = None
+    w: int | None = None
+    r: int | None = None
+    vnodes: int | None = None
+    coordinator: str | None = None
+    topology: int | None = None
+    change: str | None = None
+    partitions: int | None = None
+

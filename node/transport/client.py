@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 import structlog
 import trio
 
+from node import reqid
 from node.errors import RequestTimeout
 from node.transport.backoff import Backoff
 from node.transport.errors import (
@@ -71,7 +72,7 @@ class _Conn:
         req_id = self._next_id
         self._next_id += 1
         left_ms = max(0, int((deadline - trio.current_time()) * 1000))
-        frame = encode_frame(Request(req_id, method, body, left_ms))  # FrameTooLarge: raised, nothing sent
+        frame = encode_frame(Request(req_id, method, body, left_ms, reqid.current()))  # FrameTooLarge: raised, nothing sent
         p = _Pending()
         self._pending[req_id] = p
         try:

@@ -65,6 +65,7 @@ class Request(_Msg, frozen=True, tag=5):
     method: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     body: bytes
     deadline_ms: Annotated[int, msgspec.Meta(ge=0)]  # time left to the caller, relative (clocks differ)
+    request_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None  # the HTTP request it serves (logs)
 
 
 class Response(_Msg, frozen=True, tag=6):

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 import trio
 
+from node import reqid
 from node.errors import MurmurError, PayloadTooLarge, RequestTimeout
 from node.transport.errors import ConnectionClosed, ProtocolError, UnknownMethod
 from node.transport.handshake import ServerHandshake, State
@@ -238,7 +239,8 @@ async def _run(
 
 
 async def _answer(req: Request, peer: str, dispatch: Dispatch) -> Response:
-    with trio.move_on_after(req.deadline_ms / 1000):
+    with trio.move_on_after(req.deadline_ms / 1000), reqid.bound(reqid.sane(req.request_id)):
+        _log.debug("rpc_request", method=req.method, peer=peer)
         try:
             body = await dispatch(req.method, req.body, peer)
             if not isinstance(body, bytes | bytearray | memoryview):  # would break the caller's decoder

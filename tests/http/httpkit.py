@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import h11
 import msgspec
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from node.config import HttpConfig
 from node.coordinator import Created, SearchRequest, SearchResult, Trend
@@ -24,6 +25,26 @@ from node.model import Tweet, TweetIn, TweetPatch, build_tweet, same_content
 from node.text.analyzer import analyse
 
 NOW_MS = 1_700_000_000_000
+
+
+Key = tuple[str, frozenset[tuple[str, str]]]
+
+
+def samples(text: str) -> dict[Key, float]:
+    """Every sample of a scrape, parsed by prometheus_client's own parser (so the page is valid text format)."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+def types(text: str) -> dict[str, str]:
+    return {fam.name: fam.type for fam in text_string_to_metric_families(text)}
+
+
+def key(name: str, **labels: str) -> Key:
+    return name, frozenset(labels.items())
 
 
 class FakeCoordinator:

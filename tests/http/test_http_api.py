@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import msgspec
-from httpkit import NOW_MS, FakeCoordinator, error_of, serve
+from httpkit import NOW_MS, FakeCoordinator, error_of, key, samples, serve, types
 
 from node.config import HttpConfig
 from node.http.api import make_handler
@@ -281,7 +281,8 @@ def test_search() -> None:
         assert meta["partial"] is False and meta["coordinator"] == "n1" and meta["completed_in_ms"] >= 0
         assert "stages" not in meta
         req = coord.searches[-1]
-        assert req.count == 2 and req.max_id is None and req.result_type == "recent" and not req.explain
+        assert req.count == 2 and req.max_id is None and req.result_type == "recent"
+        assert req.explain, "stages are always asked for: they feed the stage histograms"
         assert req.query.text == "hello"
         r = await c.get(
             "/search",
@@ -396,6 +397,8 @@ def test_cluster_health_openapi() -> None:
             "/admin/snapshot",
             "/admin/decommission",
             "/admin/topology",
+            "/stats",
+            "/",
         }
         schemas = doc["components"]["schemas"]
         assert set(schemas["TweetOut"]["required"]) == TWEET_KEYS
@@ -422,15 +425,15 @@ def test_metrics_endpoint() -> None:
         await c.get(f"/tweets/{2**70}")
         r = await c.get("/metrics")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
-        text = r.text
-        assert 'murmur_http_requests_total{route="/health",method="GET",status="200"} 2' in text
-        assert 'murmur_http_requests_total{route="unknown",method="GET",status="404"} 1' in text
-        assert 'murmur_http_requests_total{route="/tweets/{id}",method="GET",status="400"} 1' in text
-        assert 'murmur_http_request_duration_seconds_count{route="/health",status="200"} 2' in text
-        assert 'murmur_http_errors_total{code="not_found"} 1' in text
-        assert 'murmur_index_tweets{partition="p0"} 0' in text
-        assert "# TYPE murmur_index_tweets gauge" in text
-        assert "murmur_http_connections_open 1" in text
+        got = samples(r.text)
+        assert got[key("murmur_http_requests_total", route="/health", method="GET", status="200")] == 2
+        assert got[key("murmur_http_requests_total", route="unknown", method="GET", status="404")] == 1
+        assert got[key("murmur_http_requests_total", route="/tweets/{id}", method="GET", status="400")] == 1
+        assert got[key("murmur_http_request_duration_seconds_count", route="/health", status="200")] == 2
+        assert got[key("murmur_http_errors_total", code="not_found")] == 1
+        assert got[key("murmur_index_tweets", partition="p0")] == 0
+        assert types(r.text)["murmur_index_tweets"] == "gauge"
+        assert got[key("murmur_http_connections_open")] == 1
 
     run(t, metrics=metrics)
 
