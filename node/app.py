@@ -29,7 +29,7 @@ from node.cluster.peers import Peers
 from node.cluster.placement import Placement
 from node.cluster.service import NodeService
 from node.config import Config
-from node.errors import Conflict, MurmurError
+from node.errors import Conflict, MurmurError, Unavailable
 from node.http.api import make_handler
 from node.http.server import Request, Response, error_response, make_ssl_context, serve_http
 from node.http.stats import NodeFigures, partition_health
@@ -188,164 +188,220 @@ async def run_node(
 ) -> None:
     me = cfg.node(name)
     node_dir = cfg.node_dir(name)
-    n_rep = cfg.cluster.replication_factor
     with _data_dir_lock(node_dir):
         if (node_dir / rb.LEFT_FILE).exists():
             raise SystemExit(
                 f"murmur: {name} was decommissioned; remove it from {cfg.path}, or delete {node_dir} to join it anew"
             )
-        storage = open_storage(node_dir / "storage", cfg.storage, load=Shard.load)  # undecodable: the older one
-        async with storage as st, open_peer_pool(cfg.cluster.secret, name) as pool:
-            t0 = trio.current_time()
-            rec = st.take_recovered()
-            shard = rec.state if rec.state is not None else Shard()  # loaded by open_storage, in a thread
-            rec.close()
-            t_snap = trio.current_time() - t0
-            for _lsn, payload in rec.records:
-                shard.apply(decode_record(payload))
-            snap = _Snapshotter(shard, st, cfg, rec.snapshot_lsn, name)
-            wal_records = len(rec.records)
-            del rec
-            gc.collect()
-            gc.freeze()  # the recovered state lives as long as the node: the collector never scans it again
-            log.info(
-                "recovered",
-                node=name,
-                tweets=len(shard.tweets),
-                snapshot_lsn=snap.last_lsn,
-                snapshot_s=round(t_snap, 3),
-                wal_records=wal_records,
-                outbox=len(shard.outbox),
-                seconds=round(trio.current_time() - t0, 3),
+        metrics = HttpMetrics()
+        front = _Front(name)
+        if cfg.http.tls_cert_file and cfg.http.tls_key_file:
+            front.tls = make_ssl_context(str(cfg.file(cfg.http.tls_cert_file)), str(cfg.file(cfg.http.tls_key_file)))
+        async with trio.open_nursery() as outer:
+            # The port opens first, so that `murmur up` and probes see a node recovering (503, with its progress)
+            # rather than a closed port, however long its recovery takes.
+            port = await outer.start(
+                partial(serve_http, front.handle, me.host, me.http_port, cfg.http, metrics=metrics, ssl_context=front.tls)
             )
-            topo = rb.load(node_dir) or await discover(pool, cfg, name, join)
-            target: Topology | None = None  # the change this node runs after it starts serving
-            if topo.member(name) is None:
-                target = _begin_join(topo, cfg, name, cfg.machine_id(name))
-            elif topo.moving and topo.change.split()[-1] == name:
-                target = topo  # this node's own join or leave was interrupted: finish it
-            mine = (target or topo).member(name)
-            assert mine is not None
-            placement = Placement(tp.ring_of(topo.members), n_rep)
-            service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms)
-            service.hints = await HintStore.open(node_dir / "hints")
-            ids = SnowflakeGenerator(mine.machine_id)
-            # resume above this machine's newest id, but not past the clock: ids made from a client's
-            # created_at do not move it (one vectorised pass over the id column)
-            below = (wall_ms() + 1 - MURMUR_EPOCH_MS) << (SEQ_BITS + MACHINE_BITS)
-            ids.observe(shard.store.max_id_with_low_bits(MACHINE_MAX, mine.machine_id, below), wall_ms())
-            peers = Peers(name, service, pool, {})
-            keeper = rb.Keeper(name, node_dir, topo, placement, service, peers)
-            await keeper.install(topo, rb.FORCE)  # persisted: a restart uses it, not the config
-            service.keeper = keeper
-            peers.on_topology = keeper.catch_up
-            service.peers = peers
-            service.is_up = peers.is_up
-            seeds = [f"{h}:{p}" for h, p in peers.addrs.values() if (h, p) != (me.host, me.gossip_port)]
-            gossip = GossipShell(
-                name, me.host, me.gossip_port, cfg.membership, cfg.cluster.secret, pool, seeds, peers.set_state
-            )
-            peers.gossip = gossip
-            share_cache: dict[int, tuple[dict[str, float], dict[str, int], int]] = {}
+            try:
+                await _serve(cfg, name, join, front, metrics, port, task_status)
+            finally:
+                outer.cancel_scope.cancel()
 
-            def ring_figures() -> tuple[dict[str, float], dict[str, int], int]:
-                v = keeper.topology.version
-                if v not in share_cache:
-                    share_cache.clear()
-                    ring = placement.ring
-                    share_cache[v] = (
-                        ring.shares(),
-                        {nd: placement.partitions_held(nd) for nd in ring.nodes},
-                        len(ring.partitions()),
-                    )
-                return share_cache[v]
 
-            def members() -> list[dict[str, Any]]:
-                t = keeper.topology
-                shares, held, total = ring_figures()
-                out = []
-                for nm in t.names():
-                    mb = t.member(nm)
-                    assert mb is not None
-                    out.append(
-                        {
-                            "name": nm,
-                            "state": peers.state.get(nm, "unknown"),
-                            "ring": t.role(nm),
-                            "http": f"http://{mb.host}:{mb.http_port}",
-                            "gossip": f"{mb.host}:{mb.gossip_port}",
-                            "ring_share": round(shares.get(nm, 0.0), 4),
-                            "partitions": {"replicated": held.get(nm, 0), "total": total},
-                            "tweets": len(shard.tweets) if nm == name else peers.tweets.get(nm),
-                        }
-                    )
-                return out
+class _Front:
+    """The node's HTTP handler from the moment its port opens: while it recovers, /health answers 503
+    {"status": "starting", "phase", "done", "total"} (what `murmur up` waits on while it moves) and every
+    other request 503; once the node serves, everything goes to the API (`target`)."""
 
-            send_repairs, recv_repairs = trio.open_memory_channel[tuple[str, list[Record]]](REPAIR_QUEUE_MAX)
-            info = describe(cfg)
-            coord = ClusterCoordinator(
-                name, placement, cfg.cluster.read_quorum, peers, ids, wall_ms, members, info, send_repairs
-            )
-            coord.service = service
-            coord.keeper = keeper
-            metrics = HttpMetrics()
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.phase = "opening storage"
+        self.done = 0
+        self.total = 0
+        self.target: Any = None
+        self.tls: Any = None
 
-            def figures() -> NodeFigures:  # for /stats: O(1) sizes, and the ring's partitions with replicas up
+    async def handle(self, req: Request) -> Response:
+        if self.target is not None:
+            return await self.target(req)  # type: ignore[no-any-return]
+        if req.path == "/health":
+            body = {"status": "starting", "node": self.name, "phase": self.phase, "done": self.done, "total": self.total}
+            return Response(503, msgspec.json.encode(body), "application/json", [("retry-after", "1")])
+        return error_response(Unavailable(f"{self.name} is starting ({self.phase}); retry"))
+
+
+def _replay(shard: Shard, records: list[tuple[int, bytes]], front: _Front) -> None:
+    """The WAL tail, in a worker thread (nothing else touches the shard yet); progress for /health."""
+    for k, (_lsn, payload) in enumerate(records):
+        shard.apply(decode_record(payload))
+        if not k & 1023:
+            front.done = k
+    front.done = len(records)
+
+
+async def _serve(
+    cfg: Config,
+    name: str,
+    join: str | None,
+    front: _Front,
+    metrics: HttpMetrics,
+    port: int,
+    task_status: trio.TaskStatus[int],
+) -> None:
+    """Recover, join the cluster and serve, behind the HTTP front that run_node opened first."""
+    me = cfg.node(name)
+    node_dir = cfg.node_dir(name)
+    n_rep = cfg.cluster.replication_factor
+    tls = front.tls
+    storage = open_storage(node_dir / "storage", cfg.storage, load=Shard.load)  # undecodable: the older one
+    front.phase = "loading the snapshot"
+    t0 = trio.current_time()
+    async with storage as st, open_peer_pool(cfg.cluster.secret, name) as pool:
+        rec = st.take_recovered()
+        shard = rec.state if rec.state is not None else Shard()  # loaded by open_storage, in a thread
+        rec.close()
+        t_snap = trio.current_time() - t0
+        front.phase, front.total = "replaying the WAL", len(rec.records)
+        await trio.to_thread.run_sync(_replay, shard, rec.records, front)  # the loop keeps answering /health
+        front.phase = "joining the cluster"
+        snap = _Snapshotter(shard, st, cfg, rec.snapshot_lsn, name)
+        wal_records = len(rec.records)
+        del rec
+        gc.collect()
+        gc.freeze()  # the recovered state lives as long as the node: the collector never scans it again
+        log.info(
+            "recovered",
+            node=name,
+            tweets=len(shard.tweets),
+            snapshot_lsn=snap.last_lsn,
+            snapshot_s=round(t_snap, 3),
+            wal_records=wal_records,
+            outbox=len(shard.outbox),
+            seconds=round(trio.current_time() - t0, 3),
+        )
+        topo = rb.load(node_dir) or await discover(pool, cfg, name, join)
+        target: Topology | None = None  # the change this node runs after it starts serving
+        if topo.member(name) is None:
+            target = _begin_join(topo, cfg, name, cfg.machine_id(name))
+        elif topo.moving and topo.change.split()[-1] == name:
+            target = topo  # this node's own join or leave was interrupted: finish it
+        mine = (target or topo).member(name)
+        assert mine is not None
+        placement = Placement(tp.ring_of(topo.members), n_rep)
+        service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms)
+        service.hints = await HintStore.open(node_dir / "hints")
+        ids = SnowflakeGenerator(mine.machine_id)
+        # resume above this machine's newest id, but not past the clock: ids made from a client's
+        # created_at do not move it (one vectorised pass over the id column)
+        below = (wall_ms() + 1 - MURMUR_EPOCH_MS) << (SEQ_BITS + MACHINE_BITS)
+        ids.observe(shard.store.max_id_with_low_bits(MACHINE_MAX, mine.machine_id, below), wall_ms())
+        peers = Peers(name, service, pool, {})
+        keeper = rb.Keeper(name, node_dir, topo, placement, service, peers)
+        await keeper.install(topo, rb.FORCE)  # persisted: a restart uses it, not the config
+        service.keeper = keeper
+        peers.on_topology = keeper.catch_up
+        service.peers = peers
+        service.is_up = peers.is_up
+        seeds = [f"{h}:{p}" for h, p in peers.addrs.values() if (h, p) != (me.host, me.gossip_port)]
+        gossip = GossipShell(
+            name, me.host, me.gossip_port, cfg.membership, cfg.cluster.secret, pool, seeds, peers.set_state
+        )
+        peers.gossip = gossip
+        share_cache: dict[int, tuple[dict[str, float], dict[str, int], int]] = {}
+
+        def ring_figures() -> tuple[dict[str, float], dict[str, int], int]:
+            v = keeper.topology.version
+            if v not in share_cache:
+                share_cache.clear()
                 ring = placement.ring
-                sets = [ring.preference_list(end, n_rep) for _start, end in ring.partitions()]
-                is_up = lambda nd: nd == name or peers.is_up(nd)  # noqa: E731
-                hints = service.hints
-                return NodeFigures(
-                    tweets=len(shard.tweets),
-                    replication_lag_records=len(shard.outbox),
-                    hints_pending_records=sum(hints.pending(n) for n in hints.nodes_with_hints()) if hints else 0,
-                    index_bytes=shard.index.memory_bytes(),
-                    partitions=partition_health(sets, is_up, cfg.cluster.write_quorum, cfg.cluster.read_quorum),
+                share_cache[v] = (
+                    ring.shares(),
+                    {nd: placement.partitions_held(nd) for nd in ring.nodes},
+                    len(ring.partitions()),
                 )
+            return share_cache[v]
 
-            async with trio.open_nursery() as nursery:
-                leave = partial(_leave, keeper, n_rep, nursery.cancel_scope, node_dir)
-                handler = make_handler(
-                    coord,
-                    metrics,
-                    cfg.http,
-                    name,
-                    auth=cfg.auth,
-                    admin_routes=admin_routes(name, keeper, nursery, leave, snap),
-                    figures=figures,
+        def members() -> list[dict[str, Any]]:
+            t = keeper.topology
+            shares, held, total = ring_figures()
+            out = []
+            for nm in t.names():
+                mb = t.member(nm)
+                assert mb is not None
+                out.append(
+                    {
+                        "name": nm,
+                        "state": peers.state.get(nm, "unknown"),
+                        "ring": t.role(nm),
+                        "http": f"http://{mb.host}:{mb.http_port}",
+                        "gossip": f"{mb.host}:{mb.gossip_port}",
+                        "ring_share": round(shares.get(nm, 0.0), 4),
+                        "partitions": {"replicated": held.get(nm, 0), "total": total},
+                        "tweets": len(shard.tweets) if nm == name else peers.tweets.get(nm),
+                    }
                 )
-                tls = None
-                if cfg.http.tls_cert_file and cfg.http.tls_key_file:
-                    tls = make_ssl_context(str(cfg.file(cfg.http.tls_cert_file)), str(cfg.file(cfg.http.tls_key_file)))
-                await nursery.start(gossip.run)  # cancelled with the rest on SIGTERM: then it leaves (Left)
-                await nursery.start(partial(serve_rpc, peers.dispatch, me.host, me.gossip_port, cfg.cluster.secret, name))
-                port = await nursery.start(
-                    partial(serve_http, handler, me.host, me.http_port, cfg.http, metrics=metrics, ssl_context=tls)
-                )
-                nursery.start_soon(snap.run)
-                nursery.start_soon(peers.count_loop)  # tweet counts for /cluster; liveness is gossip's
-                nursery.start_soon(peers.repair_loop, recv_repairs)
-                nursery.start_soon(service.outbox_loop)
-                nursery.start_soon(service.anti_entropy_loop)
+            return out
 
-                async def send_hints(node: str, payloads: list[bytes]) -> None:
-                    await peers.call(node, rm.ApplyReq([decode_record(p) for p in payloads]))
+        send_repairs, recv_repairs = trio.open_memory_channel[tuple[str, list[Record]]](REPAIR_QUEUE_MAX)
+        info = describe(cfg)
+        coord = ClusterCoordinator(
+            name, placement, cfg.cluster.read_quorum, peers, ids, wall_ms, members, info, send_repairs
+        )
+        coord.service = service
+        coord.keeper = keeper
 
-                nursery.start_soon(
-                    partial(hint_replay_loop, service.hints, peers.is_up, send_hints, HINT_REPLAY_INTERVAL_S)
-                )
-                nursery.start_soon(_stop_on_signal, nursery.cancel_scope, name)
-                if target is not None:
-                    if target.role(name) == "joining":
-                        nursery.start_soon(_join, keeper, target, cfg, name)
-                    else:
-                        nursery.start_soon(leave)
-                scheme = "https" if tls is not None else "http"
-                log.info("serving", node=name, url=f"{scheme}://{me.host}:{port}", rpc=f"{me.host}:{me.gossip_port}")
-                task_status.started(port)
-            with trio.CancelScope(shield=True):
-                await snap.take("graceful stop")
-            log.info("stopped", node=name)
+        def figures() -> NodeFigures:  # for /stats: O(1) sizes, and the ring's partitions with replicas up
+            ring = placement.ring
+            sets = [ring.preference_list(end, n_rep) for _start, end in ring.partitions()]
+            is_up = lambda nd: nd == name or peers.is_up(nd)  # noqa: E731
+            hints = service.hints
+            return NodeFigures(
+                tweets=len(shard.tweets),
+                replication_lag_records=len(shard.outbox),
+                hints_pending_records=sum(hints.pending(n) for n in hints.nodes_with_hints()) if hints else 0,
+                index_bytes=shard.index.memory_bytes(),
+                partitions=partition_health(sets, is_up, cfg.cluster.write_quorum, cfg.cluster.read_quorum),
+            )
+
+        async with trio.open_nursery() as nursery:
+            leave = partial(_leave, keeper, n_rep, nursery.cancel_scope, node_dir)
+            handler = make_handler(
+                coord,
+                metrics,
+                cfg.http,
+                name,
+                auth=cfg.auth,
+                admin_routes=admin_routes(name, keeper, nursery, leave, snap),
+                figures=figures,
+            )
+            await nursery.start(gossip.run)  # cancelled with the rest on SIGTERM: then it leaves (Left)
+            await nursery.start(partial(serve_rpc, peers.dispatch, me.host, me.gossip_port, cfg.cluster.secret, name))
+            front.target = handler  # the HTTP port has been open since start-up: from now on it serves
+            nursery.start_soon(snap.run)
+            nursery.start_soon(peers.count_loop)  # tweet counts for /cluster; liveness is gossip's
+            nursery.start_soon(peers.repair_loop, recv_repairs)
+            nursery.start_soon(service.outbox_loop)
+            nursery.start_soon(service.anti_entropy_loop)
+
+            async def send_hints(node: str, payloads: list[bytes]) -> None:
+                await peers.call(node, rm.ApplyReq([decode_record(p) for p in payloads]))
+
+            nursery.start_soon(
+                partial(hint_replay_loop, service.hints, peers.is_up, send_hints, HINT_REPLAY_INTERVAL_S)
+            )
+            nursery.start_soon(_stop_on_signal, nursery.cancel_scope, name)
+            if target is not None:
+                if target.role(name) == "joining":
+                    nursery.start_soon(_join, keeper, target, cfg, name)
+                else:
+                    nursery.start_soon(leave)
+            scheme = "https" if tls is not None else "http"
+            log.info("serving", node=name, url=f"{scheme}://{me.host}:{port}", rpc=f"{me.host}:{me.gossip_port}")
+            task_status.started(port)
+        with trio.CancelScope(shield=True):
+            await snap.take("graceful stop")
+        log.info("stopped", node=name)
 
 
 def _begin_join(t: Topology, cfg: Config, name: str, machine_id: int) -> Topology:

@@ -132,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=_cmd_node)
 
     sp = cmd("up", "start every node of the config in the background and wait until each answers /health")
-    sp.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for /health (default 60)")
+    sp.add_argument(
+        "--timeout", type=float, default=60.0,
+        help="seconds a node may show no progress before `up` gives up (default 60); a node that reports its "
+        "recovery moving is waited for however long it takes",
+    )
     sp.set_defaults(func=_cmd_up)
 
     sp = cmd("down", "stop the nodes that `up` started (SIGTERM, then SIGKILL after --timeout)")

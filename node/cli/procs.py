@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 
 import node
-from node.client import Client
+from node.client import Call, Client, Unreachable
 from node.config import Config, NodeConfig
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 POLL_S = 0.2
+PROGRESS_EVERY_S = 5.0  # how often `up` prints what a recovering node is doing
 LOG_TAIL_LINES = 30
 _REPO_ROOT = str(Path(node.__file__).resolve().parent.parent)
 
@@ -89,6 +90,25 @@ def healthy(url: str) -> bool:
         return c.ping()
 
 
+def health_state(url: str) -> tuple[str, str]:
+    """("ok" | "starting" | "down", what a starting node says it is doing: its phase and progress)."""
+    with Client(url, timeout=1.0, retries=0) as c:
+        try:
+            r = c.send(Call("GET", "/health"))
+        except Unreachable:
+            return "down", ""
+    if r.status_code == 200:
+        return "ok", ""
+    try:
+        body = r.json()
+    except ValueError:
+        return "down", ""
+    if r.status_code == 503 and isinstance(body, dict) and body.get("status") == "starting":
+        done, total = body.get("done", 0), body.get("total", 0)
+        return "starting", f"{body.get('phase', '?')}" + (f" {done:,}/{total:,}" if total else "")
+    return "down", ""
+
+
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         with path.open("rb") as f:
@@ -146,7 +166,12 @@ def up(cfg: Config, timeout_s: float = START_TIMEOUT_S) -> int:
         else:
             started[n.name] = _spawn(cfg, n.name)
     waiting = set(cfg.names()) - set(left)
-    deadline = time.monotonic() + timeout_s
+    # A node that is recovering says so (503 "starting" with its phase and progress): it is waited for as long
+    # as that keeps moving; only a node that exited, or that showed no progress for timeout_s, fails `up`.
+    now = time.monotonic()
+    moved = dict.fromkeys(waiting, now)  # when each node last showed progress
+    seen: dict[str, str] = {}
+    told = dict.fromkeys(waiting, now)
     while waiting:
         for name in sorted(waiting):
             proc = started.get(name)
@@ -158,11 +183,22 @@ def up(cfg: Config, timeout_s: float = START_TIMEOUT_S) -> int:
                 )
                 _abort(cfg, started)
                 return 1
-            if healthy(cfg.url(name)):
+            state, progress = health_state(cfg.url(name))
+            now = time.monotonic()
+            if state == "ok":
                 waiting.discard(name)
-        if waiting and time.monotonic() > deadline:
+                continue
+            if state == "starting" and progress != seen.get(name):
+                seen[name] = progress
+                moved[name] = now
+            if state == "starting" and now - told[name] >= PROGRESS_EVERY_S:
+                told[name] = now
+                print(f"{name}: starting ({progress})", flush=True)
+        stalled = sorted(n for n in waiting if time.monotonic() - moved[n] > timeout_s)
+        if stalled:
+            what = "; ".join(f"{n}: {seen.get(n) or 'no answer'}" for n in stalled)
             print(
-                f"murmur up: no answer from /health of {', '.join(sorted(waiting))} within {timeout_s:.0f} s; "
+                f"murmur up: {', '.join(stalled)} showed no progress within {timeout_s:.0f} s ({what}); "
                 f"see {cfg.data_dir()}/<name>/node.log",
                 file=sys.stderr,
             )
