@@ -17,14 +17,16 @@ import trio
 
 from node.cluster import limits
 from node.cluster.placement import Placement
-from node.cluster.search import run_pushdown, run_search
+from node.cluster.search import ID_MAX, PUSHDOWN_WINDOW_MIN, Outcome, run_pushdown, run_search
 from node.coordinator import Created, SearchRequest, SearchResult, Trend
 from node.errors import Conflict, InvalidField, MurmurError, NotFound, Unavailable
 from node.ids import IdOutOfRange, SnowflakeGenerator, check_created_at
+from node.index.matcher import phrase_checker
 from node.model import Tweet, TweetIn, TweetPatch
 from node.query.ast import Query, terms_of
 from node.replication import messages as m
 from node.replication.quorum import merge_windows, read_set, resolve_tweets
+from node.search.digest import alone, resolve
 from node.search_order import order_results
 from node.shard import Record
 from node.trends import rank
@@ -67,6 +69,7 @@ class ClusterCoordinator:
         self.repairs = repairs
         self.service: Any = None  # the local NodeService, for health figures
         self.keeper: Any = None  # node.cluster.rebalance.Keeper: this node's topology, for /health and /cluster
+        self._rotor = 0  # which replica a local-first search asks first
 
     # ------------------------------------------------------------ helpers
 
@@ -227,12 +230,85 @@ class ClusterCoordinator:
             raise NotFound(f"no tweet with id {tweet_id}", "id")
         return t
 
+    def _digest_peers(self) -> list[str]:
+        """The replicas a local-first search may ask, starting at a different one each time (never a fixed one:
+        the load spreads and no node evaluates every query)."""
+        others = [nd for nd in self.placement.ring.nodes if nd != self.me and self.peers.is_up(nd)]
+        if not others:
+            return []
+        self._rotor += 1
+        k = self._rotor % len(others)
+        return others[k:] + others[:k]
+
+    async def _search_local(self, q: Query, need: int, max_id: int | None, since_id: int | None) -> Outcome:
+        """Every partition is on this node (local indexing): evaluate and hydrate here, and confirm each window
+        with ONE other replica's digest (node/search/digest.py), which answers only where it differs; full
+        tweets travel only for ids whose copies differ, and the stale copy is repaired. R = 2 throughout."""
+        svc = self.service
+        shard = svc.shard
+        stages: dict[str, float] = {}
+        hi = ID_MAX if max_id is None else max_id
+        lo = 0 if since_id is None else since_id
+        results: list[Tweet] = []
+        partial = False
+        if hi <= lo:
+            return Outcome(results, False, stages)
+        verify = q.needs_tweet() or svc.query_unsure(q.root)
+        check = phrase_checker(q)
+        limit = max(need + need // 2, PUSHDOWN_WINDOW_MIN)
+        peers = self._digest_peers()
+        with trio.move_on_after(limits.SEARCH_DEADLINE_S):
+            for _round in range(limits.SEARCH_ROUNDS_MAX):
+                t0 = time.perf_counter()
+                ids, exhausted = svc.local_window(q.root, hi, lo or None, limit)
+                mine = list(zip(ids, shard.store.versions(ids), strict=True))
+                res = alone(mine, exhausted) if self.r <= 1 else None  # R = 1: this copy is the quorum
+                while peers and res is None:
+                    peer = peers[0]
+                    try:
+                        resp = await self.peers.call(
+                            peer, m.DigestQueryReq(q.root, hi, lo or None, limit, mine), limits.SEARCH_PEER_TIMEOUT_S
+                        )
+                        res = resolve(mine, exhausted, resp.digest, shard.store.version_of)
+                    except MurmurError as e:
+                        log.info("digest_failed", to=peer, error=e.code)
+                        peers.pop(0)
+                if res is None:
+                    partial = True  # no second copy answered: our own answer only
+                    res = alone(mine, exhausted)
+                stages["query"] = round(stages.get("query", 0.0) + (time.perf_counter() - t0) * 1000, 3)
+                if res.repair_here:
+                    self._repair(self.me, res.repair_here)
+                if res.repair_peer:
+                    recs = [r for r in map(svc.record_of, res.repair_peer) if r is not None]
+                    if recs:
+                        self._repair(peers[0], recs)
+                t0 = time.perf_counter()
+                for i in res.ids:
+                    tw = res.fetched.get(i) or shard.tweets.get(i)
+                    if tw is None:
+                        continue
+                    if (verify or i in res.check) and not check(tw):
+                        continue
+                    results.append(tw)
+                stages["hydrate"] = round(stages.get("hydrate", 0.0) + (time.perf_counter() - t0) * 1000, 3)
+                if len(results) >= need:
+                    return Outcome(results[:need], partial, stages)
+                if res.exhausted or res.floor - 1 <= lo:
+                    return Outcome(results, partial, stages)
+                hi = res.floor - 1
+                limit = min(limits.WINDOW_LIMIT_MAX, limit * 4)
+        # the deadline ran out (scope cancelled), or the rounds did: what was found, marked partial
+        return Outcome(results[:need], True, stages)
+
     async def search(self, req: SearchRequest) -> SearchResult:
         need = req.count + 1 if req.result_type == "recent" else POPULAR_POOL + 1
         deadline = time.monotonic() + limits.SEARCH_DEADLINE_S
         q = req.query
         out = None
-        holders = self._holders(terms_of(q.root))
+        if self.service is not None and self.service.local_index and self.r <= 2:  # R copies: ours + one digest
+            out = await self._search_local(q, need, req.max_id, req.since_id)
+        holders = self._holders(terms_of(q.root)) if out is None else []
         if len(holders) >= self.r:
             out = await run_pushdown(
                 q, need, req.max_id, req.since_id, partial(self._pushdown, q, holders), self._hydrate, deadline

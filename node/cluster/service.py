@@ -28,13 +28,14 @@ from node.cluster import limits
 from node.cluster.placement import Placement
 from node.errors import Conflict, MurmurError, NotFound, NotOwner, StaleEpoch, Unavailable
 from node.model import build_tweet, same_content
-from node.query.ast import Term, terms_of
+from node.query.ast import And, Term, terms_of
 from node.query.match import analysed_terms, index_terms
 from node.replication import mastership as ms
 from node.replication import messages as m
 from node.replication.quorum import acked_by_every
 from node.ring.ring import Ring, term_token
 from node.ring.topology import gained, sources_needed
+from node.search.digest import PeerDigest, peer_digest
 from node.shard import (
     EPOCH_SHIFT,
     SEQ_MASK,
@@ -120,6 +121,8 @@ class NodeService:
             return m.TrendsResp(self.trend_counts(req.window_ms, req.now_ms, req.ranges))
         if isinstance(req, m.QueryReq):
             return m.QueryResp(self.query(req))
+        if isinstance(req, m.DigestQueryReq):
+            return m.DigestQueryResp(self.digest_query(req))
         if isinstance(req, m.PingReq):
             return m.PingResp(self.me, len(self.shard.tweets), self.topology_version)
         if isinstance(req, m.PromiseReq):
@@ -166,6 +169,8 @@ class NodeService:
                 if epoch > promised:
                     learnt.append(Promise(pid, epoch))
             records = learnt + records
+        if self.local_index:
+            records = [_localized(r) for r in records]
         now = self.clock_ms()
         changed = 0
         for r in records:
@@ -229,6 +234,32 @@ class NodeService:
         ids = list(itertools.islice(it, limit + 1))
         unsure = bool(self.shard.unsure) and any(t in self.shard.unsure for t in terms_of(req.root))
         return m.WindowResult(ids[:limit], len(ids) <= limit, 0, unsure)
+
+    def local_window(self, root: And, max_id: int | None, since_id: int | None, limit: int) -> tuple[list[int], bool]:
+        """This node's own matches of `root` (a superset for phrases), newest first: (at most `limit`, exhausted)."""
+        limit = max(1, min(limit, limits.WINDOW_LIMIT_MAX))
+        ids = list(itertools.islice(self.shard.index.iter_newest(root, max_id, since_id), limit + 1))
+        return ids[:limit], len(ids) <= limit
+
+    def query_unsure(self, root: And) -> bool:
+        return bool(self.shard.unsure) and any(t in self.shard.unsure for t in terms_of(root))
+
+    def digest_query(self, req: m.DigestQueryReq) -> PeerDigest:
+        """The replica side of a local-first search's digest read (node/search/digest.py)."""
+        if len(req.mine) > limits.WINDOW_LIMIT_MAX:
+            raise MurmurError("too many ids in one digest query")
+        ids, exhausted = self.local_window(req.root, req.max_id, req.since_id, req.limit)
+        store = self.shard.store
+        return peer_digest(
+            req.mine, ids, store.versions(ids), exhausted, store.version_of, self.record_of, self.query_unsure(req.root)
+        )
+
+    def record_of(self, tweet_id: int) -> Record | None:
+        """This node's copy of a tweet as a record (its tombstone once deleted), for read repair."""
+        t = self.shard.tweets.get(tweet_id)
+        if t is not None:
+            return PutTweet(t, local=self.local_index)
+        return self.shard.tombstones.get(tweet_id)
 
     def probe_unsure(self, items: list[m.ProbeItem]) -> bool:
         return bool(self.shard.unsure) and any(it.term in self.shard.unsure for it in items)
@@ -829,6 +860,15 @@ class NodeService:
     def acting_master(self, tweet_id: int) -> str | None:
         """The first replica of the tweet's partition that is up as this node sees it (where writes go)."""
         return next((n for n in self.placement.tweet(tweet_id)[1] if n == self.me or self.is_up(n)), None)
+
+
+def _localized(r: Record) -> Record:
+    """A tweet record as a node that indexes locally applies it: every copy that arrives (a write, a repair, a
+    catch-up, a hint) indexes the tweet from the difference with the copy held. The WAL keeps it so marked, so a
+    replay indexes exactly as the first application did, whatever the ring is at restart."""
+    if isinstance(r, PutTweet | DeleteTweet) and not r.local:
+        return msgspec.structs.replace(r, local=True)
+    return r
 
 
 def _local_index(placement: Placement) -> bool:

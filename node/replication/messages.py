@@ -11,6 +11,7 @@ import msgspec
 from node.model import Tweet, TweetIn, TweetPatch
 from node.query.ast import And
 from node.ring.topology import Topology
+from node.search.digest import PeerDigest
 from node.shard import DeleteTweet, Record
 
 
@@ -230,11 +231,26 @@ class PostingsResp(msgspec.Struct, frozen=True, tag=35, array_like=True):
     next: str | None  # the cursor of the next page (the last term consumed); None when done
 
 
+class DigestQueryReq(msgspec.Struct, frozen=True, tag=36, array_like=True):
+    """A local-first search's digest read (node/search/digest.py): evaluate the query on this node's index within
+    the bounds, and answer where the result differs from the coordinator's own window `mine` (id, version)."""
+
+    root: And
+    max_id: int | None
+    since_id: int | None
+    limit: int
+    mine: list[tuple[int, int]]
+
+
+class DigestQueryResp(msgspec.Struct, frozen=True, tag=37, array_like=True):
+    digest: PeerDigest
+
+
 Message = (
     ApplyReq | ApplyResp | WindowReq | WindowResp | ProbeReq | ProbeResp | GetReq | GetResp | WriteReq | WriteResp
     | TrendsReq | TrendsResp | PingReq | PingResp | QueryReq | QueryResp | PromiseReq | PromiseResp | DigestReq
     | DigestResp | KeysReq | KeysResp | FetchReq | FetchResp | TopologyReq | TopologyResp | InstallReq | InstallResp
-    | StreamReq | StreamResp | PostingsReq | PostingsResp
+    | StreamReq | StreamResp | PostingsReq | PostingsResp | DigestQueryReq | DigestQueryResp
 )
 
 _enc = msgspec.msgpack.Encoder()

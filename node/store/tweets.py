@@ -114,6 +114,32 @@ class TweetStore:
         r = self.row(tweet_id)
         return self._version[r] if r >= 0 else 0
 
+    def versions(self, ids: list[int]) -> list[int]:
+        """version_of for many ids at once (0 for an unknown id): one vectorised search of the sorted index."""
+        if len(ids) < 16:
+            return [self.version_of(i) for i in ids]
+        out = [0] * len(ids)
+        recent = self._recent
+        rest: list[int] = []
+        for k, i in enumerate(ids):
+            r = recent.get(i)
+            if r is not None:
+                out[k] = self._version[r]
+            else:
+                rest.append(k)
+        if rest and len(self._sids):
+            want = np.fromiter((ids[k] for k in rest), dtype=np.uint64, count=len(rest))
+            sids = np.frombuffer(self._sids, dtype=np.uint64)
+            pos = np.minimum(np.searchsorted(sids, want), len(sids) - 1)
+            hit = sids[pos] == want
+            rows = np.frombuffer(self._srows, dtype=np.uint32)[pos]
+            vers = np.frombuffer(self._version, dtype=np.uint64)[rows]
+            got = np.where(hit, vers, 0).tolist()
+            del sids, rows, vers
+            for k, v in zip(rest, got, strict=True):
+                out[k] = v
+        return out
+
     def is_live(self, tweet_id: int) -> bool:
         r = self.row(tweet_id)
         return r >= 0 and not self._flags[r] & _DELETED

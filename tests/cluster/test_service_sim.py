@@ -84,6 +84,7 @@ def cluster(
             lambda: [{"name": x, "state": "up"} for x in names],
             {},
         )
+        coords[n].service = svc  # local-first searches read this node's own copy
     return net, coords, logs
 
 
