@@ -229,17 +229,12 @@ class NodeService:
         return out
 
     def query(self, req: m.QueryReq) -> m.WindowResult:
-        limit = max(1, min(req.limit, limits.WINDOW_LIMIT_MAX))
-        it = self.shard.index.iter_newest(req.root, req.max_id, req.since_id)
-        ids = list(itertools.islice(it, limit + 1))
-        unsure = bool(self.shard.unsure) and any(t in self.shard.unsure for t in terms_of(req.root))
-        return m.WindowResult(ids[:limit], len(ids) <= limit, 0, unsure)
+        ids, exhausted = self.local_window(req.root, req.max_id, req.since_id, req.limit)
+        return m.WindowResult(ids, exhausted, 0, self.query_unsure(req.root))
 
     def local_window(self, root: And, max_id: int | None, since_id: int | None, limit: int) -> tuple[list[int], bool]:
         """This node's own matches of `root` (a superset for phrases), newest first: (at most `limit`, exhausted)."""
-        limit = max(1, min(limit, limits.WINDOW_LIMIT_MAX))
-        ids = list(itertools.islice(self.shard.index.iter_newest(root, max_id, since_id), limit + 1))
-        return ids[:limit], len(ids) <= limit
+        return self.shard.index.window(root, max_id, since_id, max(1, min(limit, limits.WINDOW_LIMIT_MAX)))
 
     def query_unsure(self, root: And) -> bool:
         return bool(self.shard.unsure) and any(t in self.shard.unsure for t in terms_of(root))

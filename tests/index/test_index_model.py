@@ -67,8 +67,8 @@ def _terms(words: tuple[str, ...], tags: set[str]) -> set[str]:
     return set(words) | tags
 
 
-def _build(ops: list[tuple]) -> tuple[InvertedIndex, dict[int, tuple[set[str], tuple[str, ...]]]]:
-    ix = InvertedIndex()
+def _build(ops: list[tuple], stage: int = 16_384) -> tuple[InvertedIndex, dict[int, tuple[set[str], tuple[str, ...]]]]:
+    ix = InvertedIndex(stage_tweets=stage)
     model: dict[int, tuple[set[str], tuple[str, ...]]] = {}
     for op in ops:
         kind, tid = op[0], op[1]
@@ -98,9 +98,11 @@ def _expected(model, root: And, max_id: int | None, since_id: int | None) -> lis
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(op_st, max_size=60), st.lists(query_st, min_size=1, max_size=6))
-def test_search_equals_brute_force(ops: list[tuple], queries: list[tuple]) -> None:
-    ix, model = _build(ops)
+@given(st.lists(op_st, max_size=60), st.lists(query_st, min_size=1, max_size=6), st.sampled_from([1, 2, 5, 16_384]))
+def test_search_equals_brute_force(ops: list[tuple], queries: list[tuple], stage: int) -> None:
+    """Staging generations of 1, 2 and 5 tweets flush often (ids in main, staged and on the side table at once);
+    the default keeps every tweet of a small test staged."""
+    ix, model = _build(ops, stage)
     assert ix.postings_count() == sum(len(t) for t, _ in model.values())
     assert ix.terms_count() == len(set().union(*(t for t, _ in model.values())))
     for term in VOCAB:
@@ -125,6 +127,8 @@ def test_search_equals_brute_force(ops: list[tuple], queries: list[tuple]) -> No
         assert all((max_id is None or c <= max_id) and (since_id is None or c > since_id) for c in cands)
         if not _has_phrase(root):
             assert cands == want
+        # window: the same candidates, the first `count` of them and whether that is all
+        assert ix.window(root, max_id, since_id, count) == (cands[:count], len(cands) <= count)
 
         # pagination: following next_max_id walks exactly the whole list
         pages: list[int] = []
