@@ -78,6 +78,7 @@ BATCH_LINES = 1000  # per bulk request (the node takes up to http.bulk_lines_max
 BULK_CLIENTS = 4  # bulk requests in flight
 SEARCH_CONNS = 32
 POST_CONNS = 64
+POST_BODIES = 20_000  # distinct POST /tweets bodies (corpus texts), cycled: each POST makes a new tweet anyway
 COUNT = 100
 VNODES = 64  # as the repository's cluster.toml
 BULK_RETRIES = 5  # a bulk answered 429/503 is sent again this often, 0.2 s apart, before its lines count as failed
@@ -290,7 +291,7 @@ def bench_murmur(
             f"{b['s_failed']} failed, {b['s_partial']} partial   target p99 < {TARGETS['ingest_search_p99_ms']:.0f} ms"
         )
         # 3: single POST /tweets
-        bodies = tweet_bodies(recs, max(1000, min(len(recs), 200_000)))
+        bodies = tweet_bodies(recs, POST_BODIES)
         if wrk is not None:
             pr = measured(lambda: wrk.run(addrs, bodies, POST_CONNS, args.seconds, method="POST"))
         else:

@@ -38,8 +38,9 @@ WRK_TIMEOUT_S = 10  # a request not answered by then counts as failed (wrk's own
 TRIO_WARMUP_S = 0.5  # the trio client's first half second is not counted (connections, caches)
 
 _LUA = r"""
--- Murmur benchmark driver for wrk. Environment: BENCH_ADDRS "host:port,host:port,...", BENCH_FILE (one request
--- path or POST body a line), BENCH_METHOD (GET or POST), BENCH_PATH (the POST target).
+-- Murmur benchmark driver for wrk. Environment: BENCH_ADDRS "host:port,host:port,...", BENCH_FILES (thread i
+-- reads BENCH_FILES .. i .. ".txt": one request path or POST body a line, its own share of the list, so that no
+-- thread reads more than its share before the run), BENCH_METHOD (GET or POST), BENCH_PATH (the POST target).
 -- One connection per thread; thread i talks to node i mod n, so the connections are spread over the nodes.
 local addrs = {}
 for hp in string.gmatch(os.getenv("BENCH_ADDRS"), "[^,]+") do
@@ -57,12 +58,12 @@ end
 
 function init(args)
   items = {}
-  for line in io.lines(os.getenv("BENCH_FILE")) do
+  for line in io.lines(os.getenv("BENCH_FILES") .. tid .. ".txt") do
     items[#items + 1] = line
   end
   method = os.getenv("BENCH_METHOD")
   target = os.getenv("BENCH_PATH")
-  pos = ((tid - 1) * 7919) % #items
+  pos = 0
   ok, bad, partial = 0, 0, 0
 end
 
@@ -156,15 +157,21 @@ class Wrk:
         self.dir = Path(tempfile.mkdtemp(prefix="wrk-", dir=workdir))
         self.script = self.dir / "murmur.lua"
         self.script.write_text(_LUA)
-        self._files: dict[int, Path] = {}
+        self._runs = 0
 
-    def _file(self, lines: Sequence[str]) -> Path:
-        key = id(lines)
-        if key not in self._files:
-            path = self.dir / f"lines-{len(self._files)}.txt"
-            path.write_text("\n".join(lines) + "\n")
-            self._files[key] = path
-        return self._files[key]
+    def _files(self, lines: Sequence[str], threads: int) -> str:
+        """One file per thread with its share of `lines` (every thread-th line), or, for a list shorter than
+        4 lines a thread, the whole list rotated to start at the thread's own place. -> the files' prefix."""
+        self._runs += 1
+        prefix = self.dir / f"run{self._runs}-"
+        for i in range(threads):
+            if len(lines) >= 4 * threads:
+                share = list(lines[i::threads])
+            else:
+                k = i % len(lines)
+                share = [*lines[k:], *lines[:k]]
+            Path(f"{prefix}{i + 1}.txt").write_text("\n".join(share) + "\n")
+        return str(prefix)
 
     def run(
         self,
@@ -175,11 +182,11 @@ class Wrk:
         method: str = "GET",
         path: str = "/tweets",
     ) -> LoadResult:
-        """`lines`: request paths (GET) or JSON bodies for POST `path`; each connection starts at its own place."""
+        """`lines`: request paths (GET) or JSON bodies for POST `path`, shared out among the connections."""
         env = {
             **os.environ,
             "BENCH_ADDRS": ",".join(f"{h}:{p}" for h, p in addrs),
-            "BENCH_FILE": str(self._file(lines)),
+            "BENCH_FILES": self._files(lines, conns),
             "BENCH_METHOD": method,
             "BENCH_PATH": path,
         }
