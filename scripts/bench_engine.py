@@ -282,9 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         qs = queries[kind]
         row, results = [], []
         for _, run in engines:
-            t, r = time_queries(run, qs, args.repeat)
-            row.append((pct(t, 50), pct(t, 99)))
-            results.append(r)
+            ts, ids = time_queries(run, qs, args.repeat)
+            row.append((pct(ts, 50), pct(ts, 99)))
+            results.append(ids)
         same = [sum(a == b for a, b in zip(results[0], rx, strict=True)) / len(qs) for rx in results[1:]]
         print(
             f"  {kind:8}"

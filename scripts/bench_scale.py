@@ -384,13 +384,13 @@ async def scenario(run: Run, corpus: Path, limit: int | None, res: dict[str, Any
     print(f"  murmur up exited {p.returncode} after {up_s:.1f} s; every node answered /health 200 after "
           f"{max(ready.values(), default=float('nan')):.1f} s   target < {TARGETS['restart_s']:.0f} s")
     for n in NAMES:
-        r = rec[n]
-        if not r:
+        rv = rec[n]
+        if not rv:
             print(f"  {n}: /health 200 after {ready.get(n, float('nan')):.1f} s; no 'recovered' line in its log")
             continue
         print(f"  {n}: /health 200 after {ready.get(n, float('nan')):.1f} s; its log says recovered in "
-              f"{r.get('seconds')} s (snapshot loaded in {r.get('snapshot_s')} s, {r.get('wal_records')} WAL records "
-              f"replayed, {r.get('tweets')} tweets)")
+              f"{rv.get('seconds')} s (snapshot loaded in {rv.get('snapshot_s')} s, {rv.get('wal_records')} WAL records "
+              f"replayed, {rv.get('tweets')} tweets)")
     if p.returncode != 0:
         return
     after = await answers(cfg)
