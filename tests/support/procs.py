@@ -27,7 +27,15 @@ def free_port() -> int:
 
 
 def write_config(
-    root: Path, names: list[str], *, n: int = 1, w: int = 1, r: int = 1, extra: str = "", secret: str = "test-secret"
+    root: Path,
+    names: list[str],
+    *,
+    n: int = 1,
+    w: int = 1,
+    r: int = 1,
+    extra: str = "",
+    secret: str = "test-secret",
+    vnodes: int = 16,
 ) -> Path:
     lines = [
         "[cluster]",
@@ -35,7 +43,7 @@ def write_config(
         f"replication_factor = {n}",
         f"write_quorum = {w}",
         f"read_quorum = {r}",
-        "vnodes = 16",
+        f"vnodes = {vnodes}",
         'data_dir = "data"',
         f'secret = "{secret}"',
         extra,
