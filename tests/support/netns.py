@@ -186,6 +186,9 @@ class Lab:
                 except subprocess.TimeoutExpired:
                     self._switch.kill()
                     self._switch.wait(5)
+            for pipe in (self._switch.stdout, self._switch.stderr):
+                if pipe is not None:
+                    pipe.close()
             self._switch = None
         for ns in self._made_ns:
             _run("ip", "netns", "del", ns, check=False)
