@@ -59,6 +59,8 @@ class MemPool:
             cl.repaired[node] += 1  # an unfenced tweet record: a repair (no anti-entropy loop runs here)
         try:
             with trio.fail_after(timeout_s):
+                if node in cl.hung or self.me in cl.hung:
+                    await trio.sleep_forever()
                 if cl.slow_reads_s and isinstance(req, m.GetReq):
                     await trio.sleep(cl.slow_reads_s)
                 await trio.lowlevel.checkpoint()
@@ -84,6 +86,7 @@ class MemCluster:
     ) -> None:
         self.names = list(names)
         self.down: set[str] = set()
+        self.hung: set[str] = set()  # take calls and never answer (their peers still see them alive)
         self.slow_reads_s = 0.0
         self.on_request: Callable[[str, Any], None] | None = None
         self.repaired: Counter[str] = Counter()
@@ -131,7 +134,13 @@ class MemCluster:
             if x != node:
                 self.peers[x].set_state(node, "dead")
 
+    def hang(self, node: str) -> None:
+        """Calls to and from `node` are taken and never answered (a paused process, a silent link): each
+        caller's deadline runs out; membership keeps it alive."""
+        self.hung.add(node)
+
     def heal(self) -> None:
+        self.hung.clear()
         for node in self.down:
             for x in self.names:
                 self.peers[x].set_state(node, "alive")
