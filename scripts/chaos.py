@@ -214,15 +214,16 @@ def judge_availability(logs: list[TweetLog], windows: list[Any], quorum: Callabl
         after = sum(1 for w in writes if w.outcome == OK and win.healed <= w.t1 <= win.healed + after_heal_s)
         f = {"kind": win.kind, "nodes": win.nodes, "start": win.start, "held_s": round(win.heal - win.start, 2),
              "detected_after_s": None if win.detected is None else round(win.detected - win.start, 2),
-             "takeovers": win.takeovers() if one_down else None, "acks_during": during, "acks_after_heal": after}
+             "takeovers": win.takeovers() if one_down and not win.cut_short else None, "acks_during": during,
+             "acks_after_heal": after, "cut_short": win.cut_short}
         faults.append(f)
         what = f"{win.kind} of {','.join(win.nodes)} at {win.start:.1f}s"
-        if single and win.kind in floor_kinds and during < floor:  # (no floor when every node is down)
+        if single and win.kind in floor_kinds and not win.cut_short and during < floor:  # (none if all are down)
             failures.append(f"{what}: {during} writes acknowledged while it held, fewer than --ack-floor {floor}")
         if after < floor and win.healed + after_heal_s <= max((w.t1 for w in writes), default=0.0):
             failures.append(f"{what}: {after} writes acknowledged in the {after_heal_s}s after it healed, "
                             f"fewer than --ack-floor {floor}")
-        if one_down and outlast and win.detected is None:
+        if one_down and outlast and win.detected is None and not win.cut_short:
             failures.append(f"{what}: never seen dead by every survivor within {DETECT_TIMEOUT_S}s")
     singles = [f for f in faults if f["takeovers"] is not None]
     takeovers = sum(f["takeovers"] for f in singles)
@@ -687,6 +688,7 @@ class FaultWindow(msgspec.Struct):
     healed: float = 0.0  # the node answers again (or all of them)
     elections_before: dict[str, float] = {}  # survivors' murmur_elections_won_total at injection
     elections_at_heal: dict[str, float] = {}  # ... just before healing
+    cut_short: bool = False  # the workload ended while it held (before detection, maybe): not judged on it
 
     def takeovers(self) -> int:
         """Elections the survivors won while the node was down (a survivor that restarted meanwhile counts 0)."""
@@ -800,6 +802,7 @@ class Nemesis:
             self.rec.faults[kind] += 1
             self.event(kind, f"cut the link {a.name} <-> {b.name} (both still reach everyone else)")
             self.hold(stop)
+            win.cut_short = stop.is_set()
             win.heal = round(now(), 3)
             self.net.heal()
             win.healed = round(now(), 3)
@@ -834,9 +837,12 @@ class Nemesis:
         self.rec.faults[kind] += 1
         if self.outlast:
             win.detected = self.wait_dead(nd, stop)
+            win.cut_short = win.detected is None and stop.is_set()
             self.event(kind, f"{nd.name} dead on every survivor" if win.detected is not None
+                       else "the run ended before detection" if win.cut_short
                        else f"{nd.name} NOT seen dead within {DETECT_TIMEOUT_S}s", node=nd.name)
         self.hold(stop)
+        win.cut_short = win.cut_short or stop.is_set()  # the workload stopped while it held
         win.elections_at_heal = self.elections(others)
         win.heal = round(now(), 3)
         if kind == "kill":

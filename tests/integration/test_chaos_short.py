@@ -78,7 +78,7 @@ def test_short_chaos_run_loses_nothing_and_fails_over(tmp_path: Path, record_pro
     assert s["checks"]["gets"] > 0 and s["checks"]["searches"] > 0, tail
     assert not s["settled"].get("unsettled"), s["settled"]
     # failover happened: every single-node fault outlasted detection; every kill was taken over
-    singles = [f for f in av["faults"] if f["kind"] != "kill_all"]
+    singles = [f for f in av["faults"] if f["kind"] != "kill_all" and not f["cut_short"]]  # (not ended by the run)
     assert singles and all(f["detected_after_s"] is not None for f in singles), av["faults"]
     kills = [f for f in singles if f["kind"] == "kill"]
     assert kills and all(f["takeovers"] >= 1 and f["acks_during"] >= 1 for f in kills), av["faults"]
@@ -157,6 +157,7 @@ def test_availability_judge_on_a_hand_made_record() -> None:
              elections_before={"n2": 3.0, "n3": 1.0}, elections_at_heal={"n2": 5.0, "n3": 1.0, "n4": 7.0})
     pause = F("pause", ["n2"], 20.0, detected=21.0, heal=22.0, healed=22.1, down=["n2"])
     everyone = F("kill_all", ["n1", "n2", "n3", "n4"], 30.0, heal=31.0, healed=33.0, down=["n1", "n2", "n3", "n4"])
+    ended = F("pause", ["n3"], 40.0, heal=40.1, healed=40.1, down=["n3"], cut_short=True)  # the run stopped first
     logs = [
         T("a", 1, [w(c.OK, 10.5, 11.0, 201)]),  # acknowledged during the kill
         T("b", 2, [w(c.OK, 13.0, 14.0, 201)]),  # ... after its heal
@@ -165,11 +166,12 @@ def test_availability_judge_on_a_hand_made_record() -> None:
         T("e", 5, [w(c.INFO, 23.0, 28.0, None)]),  # no answer at all
         T("f", 6, [w(c.OK, 34.0, 34.5, 201)]),  # after the kill of every node (and after the pause's heal window)
     ]
-    av = c.judge_availability(logs, [kill, pause, everyone], quorum, 1, 3.0, True,
+    av = c.judge_availability(logs, [kill, pause, everyone, ended], quorum, 1, 3.0, True,
                               frozenset({"kill", "pause"}))
     assert kill.takeovers() == 2  # n2 won 2; n4 restarted meanwhile (no figure before): not counted
-    assert [f["acks_during"] for f in av["faults"]] == [1, 0, 0]
-    assert [f["acks_after_heal"] for f in av["faults"]] == [1, 0, 1]
+    assert [f["acks_during"] for f in av["faults"]] == [1, 0, 0, 0]
+    assert [f["acks_after_heal"] for f in av["faults"]] == [1, 0, 1, 0]
+    assert av["faults"][3]["takeovers"] is None  # cut short: neither detection nor takeovers are asked of it
     assert (av["refused"], av["refused_while_quorum_lived"]) == (2, 1) and av["refused_examples"][0]["id"] == 3
     assert av["unanswered"] == 1 and av["unanswered_share"] == round(1 / 6, 4)
     assert av["takeovers"] == 2 and av["faults_without_takeover"] == 1  # the pause saw none
