@@ -513,6 +513,8 @@ class Client:
         status = None if resp is None else resp.status_code
         if resp is not None and 400 <= resp.status_code < 500 and resp.status_code != 408:
             self.rec.anomaly("unexpected_4xx", op=kind, node=node.name, status=status, body=resp.text[:200])
+        if resp is not None and resp.status_code == 500:  # an unhandled error in a node: never an answer
+            self.rec.anomaly("internal_error", op=kind, node=node.name, body=resp.text[:200])
         err = type(exc).__name__ if exc is not None else _error_text(resp) if status and status >= 500 else ""
         return Write(kind, token, text, out, node.name, round(t0, 3), round(t1, 3), status, err)
 
@@ -577,7 +579,7 @@ class Client:
                           node.name, round(t0, 3), round(t1, 3), status,
                           str((it or {}).get("error", {}).get("message", ""))[:160] if status >= 500 else "")
                 self.rec.op("bulk_item", w.outcome)
-                if it is None or 400 <= status < 500:
+                if it is None or 400 <= status < 500 or status == 500:
                     self.rec.anomaly("bulk_item", node=node.name, line=line, item=it)
                 if w.outcome == OK:
                     assert it is not None
@@ -595,6 +597,8 @@ class Client:
         self.rec.op("bulk", outcome_of(resp, exc))
         if resp is not None and resp.status_code != 200 and resp.status_code < 500 and resp.status_code != 408:
             self.rec.anomaly("unexpected_4xx", op="bulk", node=node.name, status=resp.status_code, body=resp.text[:200])
+        if resp is not None and resp.status_code == 500:
+            self.rec.anomaly("internal_error", op="bulk", node=node.name, body=resp.text[:200])
 
     def pick(self) -> TweetLog | None:
         return self.rng.choice(self.live[-200:]) if self.live else None  # recent ones: edits land on fresh tweets too

@@ -130,8 +130,11 @@ class Switch:
 
 
 def serve(sw: Switch, control: socket.socket) -> None:
+    """Forward until the process that started this one is gone (a SIGKILLed test must not leave a switch behind)
+    or an interface disappears."""
     clients: dict[socket.socket, bytes] = {}
-    while True:
+    parent = os.getppid()
+    while os.getppid() == parent:
         now = time.monotonic()
         wait = sw.release(now)
         readable: list[Any] = [*sw.names, control, *clients]
@@ -162,8 +165,8 @@ def serve(sw: Switch, control: socket.socket) -> None:
                         frame = os.read(x, FRAME_MAX)
                     except BlockingIOError:
                         break
-                    except OSError:  # the interface went away: nothing more from it
-                        break
+                    except OSError:  # the interface went away (its lab was removed): stop
+                        return
                     sw.forward(sw.names[x], frame, now)
 
 
