@@ -16,8 +16,8 @@ Rules, as CONTRACT §3 states them (and the choices it leaves open, as the READM
             `since:D` created on or after day D (UTC), `until:D` before it; `near:LAT,LON within:Nkm|Nmi` geo
             within that great-circle distance. A query must have a positive part.
   order     recent: id descending. popular: the newest 1,000 matches by likes + 2 x retweets, ties newest first.
-            mixed: of those, the ones with any engagement first (at most a quarter of the page, at least one),
-            then the newest of the rest.
+            mixed: of those, the ones with any engagement first ("up to a quarter of a page": count // 4 of
+            them), then the newest of the rest.
 """
 
 from __future__ import annotations
@@ -395,6 +395,6 @@ def page(
     if result_type == "popular":
         return [d.id for d in ranked[:count]]
     assert result_type == "mixed", result_type
-    first = [d for d in ranked if engagement(d) > 0][: max(1, count // 4)]
+    first = [d for d in ranked if engagement(d) > 0][: count // 4]
     chosen = {d.id for d in first}
     return [d.id for d in first] + [d.id for d in pool if d.id not in chosen][: count - len(first)]

@@ -134,6 +134,7 @@ def test_orders_recent_popular_mixed() -> None:
     # mixed, count 8: a quarter of the page (2) of the engaged ones first, then the newest of the rest
     assert o.page(DOCS, "zqall", count=8, result_type="mixed") == [1, 3, 8, 7, 6, 5, 4, 2]
     assert o.page(DOCS, "zqall", count=4, result_type="mixed") == [1, 8, 7, 6]
+    assert o.page(DOCS, "zqall", count=3, result_type="mixed") == [8, 7, 6]  # a quarter of 3 is none
     assert o.page(DOCS, "#東京", result_type="mixed") == [7]  # nothing engaged: the newest
     edited = [d.edited(likes=0) if d.id == 1 else d for d in DOCS]
     assert o.page(edited, "zqall", count=2, result_type="popular") == [3, 2]
