@@ -1,6 +1,11 @@
 """Jepsen-style chaos test: a real cluster of node processes, concurrent clients, a nemesis (kill -9, SIGSTOP,
-kill -9 of every node, network isolation), then a checker that asks EVERY node for every tweet the run wrote.
+kill -9 of every node, network isolation), then a checker that asks EVERY node for every tweet the run wrote, and
+every replica for its OWN copy of every partition (digests over the authenticated node-to-node transport).
     .venv/bin/python scripts/chaos.py --duration 1800 --seed 7 --json chaos.json
+Besides safety (nothing lost, resurrected, stale) it judges availability: a fault holds until gossip declares the
+node dead (so survivors take over: elections are counted), every fault and every heal must see acknowledged writes,
+the share of writes without an answer is bounded, and a write refused (503) while a quorum of every partition lived
+is counted (CONTRACT §6) and, with --strict-availability (the default), fails the run.
 Never signals a pid it did not start; always heals (SIGCONT, restart, network) and stops its nodes on the way out.
 """
 
@@ -30,6 +35,7 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from node.config import load_config
+from tests.support import replicas
 from tests.support.procs import write_config
 
 OK, FAIL, INFO = "ok", "fail", "info"  # acknowledged / certainly not applied / may or may not have applied
@@ -43,8 +49,19 @@ STOP_TIMEOUT_S = 15.0  # all nodes together, SIGTERM to SIGKILL
 QUERY_TOKENS_MAX = 40  # tokens OR-ed into one check search (the parser allows 64 terms, 1000 characters)
 QUERY_CHARS_MAX = 900
 CHECK_RETRIES = 5  # a check request that errors is retried this often before the checker gives up
+DETECT_TIMEOUT_S = 60.0  # --outlast-detection waits this long at most for every survivor to see the node dead
+AFTER_HEAL_S = 3.0  # the window after a heal in which --ack-floor acknowledged writes must be answered
+CONVERGE_POLL_S = 2.0  # replica digests are compared again this often until they agree (--converge-timeout)
+# [membership] of --gossip fast: a crashed node is dead everywhere after ~1.1-1.4 s on 5 nodes (README, Faults)
+FAST_GOSSIP = "[membership]\nprobe_interval_s = 0.2\nprobe_timeout_s = 0.1\ngossip_interval_s = 0.05\n"
+SECRET = "chaos-secret-" + "0" * 24  # 37 characters: also valid for a cluster on non-loopback addresses
 
 _T0 = time.monotonic()
+
+
+def now() -> float:
+    """Seconds since the start of the run: the time base of every write and fault record."""
+    return time.monotonic() - _T0
 
 
 def say(msg: str) -> None:
@@ -162,13 +179,86 @@ def query_batches(tokens: list[str]) -> list[list[str]]:
     return out
 
 
+# ---------------------------------------------------------------- availability (pure: the record and the ring)
+
+
+def unanswered(w: Write) -> bool:
+    """No answer at all (a timeout, a broken connection) or a 5xx other than a refusal."""
+    return w.outcome == INFO and w.status != 503
+
+
+def quorum_everywhere(partitions: list[tuple[str, ...]], w: int) -> Callable[[set[str]], bool]:
+    """down nodes -> whether every partition of the ring still had W replicas outside them. One fault at a time
+    takes one node (or all), so this is exactly "a quorum of the partitions a write touches lived"."""
+
+    def ok(down: set[str]) -> bool:
+        return all(sum(1 for r in reps if r not in down) >= w for reps in partitions)
+
+    return ok
+
+
+def judge_availability(logs: list[TweetLog], windows: list[Any], quorum: Callable[[set[str]], bool],
+                       floor: int, after_heal_s: float, outlast: bool,
+                       floor_kinds: frozenset[str] = frozenset({"kill", "pause", "isolate", "link_cut"})
+                       ) -> dict[str, Any]:
+    """Per fault: acknowledged writes answered while it held and in the after_heal_s after it healed, takeover
+    elections; overall: writes refused (503) while a quorum of every partition lived (CONTRACT §6: none may be),
+    and the share of writes without an answer. -> figures and the list of `failures` (floors not met)."""
+    writes = [w for lg in logs for w in lg.writes]
+    faults = []
+    failures: list[str] = []
+    for win in windows:
+        single = quorum(set(win.down))  # writes could still be acknowledged meanwhile
+        one_down = len(win.down) == 1
+        during = sum(1 for w in writes if w.outcome == OK and win.start <= w.t1 <= win.heal)
+        after = sum(1 for w in writes if w.outcome == OK and win.healed <= w.t1 <= win.healed + after_heal_s)
+        f = {"kind": win.kind, "nodes": win.nodes, "start": win.start, "held_s": round(win.heal - win.start, 2),
+             "detected_after_s": None if win.detected is None else round(win.detected - win.start, 2),
+             "takeovers": win.takeovers() if one_down and not win.cut_short else None, "acks_during": during,
+             "acks_after_heal": after, "cut_short": win.cut_short}
+        faults.append(f)
+        what = f"{win.kind} of {','.join(win.nodes)} at {win.start:.1f}s"
+        if single and win.kind in floor_kinds and not win.cut_short and during < floor:  # (none if all are down)
+            failures.append(f"{what}: {during} writes acknowledged while it held, fewer than --ack-floor {floor}")
+        if after < floor and win.healed + after_heal_s <= max((w.t1 for w in writes), default=0.0):
+            failures.append(f"{what}: {after} writes acknowledged in the {after_heal_s}s after it healed, "
+                            f"fewer than --ack-floor {floor}")
+        if one_down and outlast and win.detected is None and not win.cut_short:
+            failures.append(f"{what}: never seen dead by every survivor within {DETECT_TIMEOUT_S}s")
+    singles = [f for f in faults if f["takeovers"] is not None]
+    takeovers = sum(f["takeovers"] for f in singles)
+    if outlast and singles and takeovers == 0:
+        failures.append(f"{len(singles)} single-node faults outlasted detection, yet no survivor won an election")
+
+    refused: list[dict[str, Any]] = []
+    for lg in logs:
+        for w in lg.writes:
+            if w.status != 503:
+                continue
+            down = {n for win in windows if win.start <= w.t1 and w.t0 <= win.healed for n in win.down}
+            if quorum(down):
+                refused.append({"id": lg.id, "kind": w.kind, "via": w.node, "t0": w.t0, "t1": w.t1,
+                                "down": sorted(down), "err": w.err})
+    n_unanswered = sum(1 for w in writes if unanswered(w))
+    return {
+        "faults": faults, "takeovers": takeovers,
+        "faults_without_takeover": sum(1 for f in singles if f["takeovers"] == 0),
+        "refused": sum(1 for w in writes if w.status == 503),
+        "refused_while_quorum_lived": len(refused), "refused_examples": refused[:EXAMPLES_MAX],
+        "unanswered": n_unanswered, "unanswered_share": round(n_unanswered / max(1, len(writes)), 4),
+        "failures": failures,
+    }
+
+
 # ---------------------------------------------------------------- the cluster: processes we started, and only those
 
 
 class Node:
-    def __init__(self, config: Path, name: str, url: str, http_port: int, rpc_port: int) -> None:
-        self.config, self.name, self.url = config, name, url
+    def __init__(self, config: Path, name: str, url: str, http_port: int, rpc_port: int, host: str = "127.0.0.1",
+                 prefix: tuple[str, ...] = ()) -> None:
+        self.config, self.name, self.url, self.host = config, name, url, host
         self.ports = (http_port, rpc_port)
+        self.prefix = prefix  # e.g. ("ip", "netns", "exec", NS): how to start it (exec'd: the pid is the node's)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = config.parent / f"{name}.log"
         self.expect_dead = True  # False while it runs and nobody meant it to die
@@ -183,7 +273,8 @@ class Node:
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": root}
             # a session of its own: Ctrl-C at the terminal reaches chaos.py only, which then stops the nodes itself
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "node.cli.main", "node", "--config", str(self.config), "--name", self.name],
+                [*self.prefix, sys.executable, "-m", "node.cli.main", "node", "--config", str(self.config),
+                 "--name", self.name],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
         self.starts += 1
@@ -274,11 +365,18 @@ class LoIsolation:
         if not shown.stdout.strip().startswith("qdisc noqueue 0: root") or shown.stdout.count("qdisc") > 1:
             return (f"lo already has a root qdisc ({shown.stdout.strip()}); not touching it "
                     "(if a killed chaos run left it: `tc qdisc del dev lo root`)")
-        why = self.isolate((spare_port,))
+        why = self.isolate_ports((spare_port,))
         self.heal()
         return why
 
-    def isolate(self, ports: Iterable[int]) -> str | None:
+    def isolate(self, nd: Node) -> str | None:
+        return self.isolate_ports(nd.ports)
+
+    @staticmethod
+    def describe(nd: Node) -> str:
+        return f"ports {nd.ports} dropped on lo; /health now times out"
+
+    def isolate_ports(self, ports: Iterable[int]) -> str | None:
         steps = [
             ["qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "0"],
             ["class", "add", "dev", "lo", "parent", "1:", "classid", "1:1", "htb", "rate", "8bit", "ceil", "8bit",
@@ -304,6 +402,28 @@ class LoIsolation:
             self.installed = False
 
 
+class NetnsNet:
+    """--netns: network faults at the lab's switch (tests/support/netns.py): a node cut off from everyone, the
+    clients included, both ways (a real partition, unlike LoIsolation), or one link between two nodes cut."""
+
+    def __init__(self, lab: Any) -> None:
+        self.lab = lab
+
+    def isolate(self, nd: Node) -> str | None:
+        self.lab.cut(nd.name, "*")
+        return None
+
+    def cut_link(self, a: Node, b: Node) -> None:
+        self.lab.cut(a.name, b.name)
+
+    @staticmethod
+    def describe(nd: Node) -> str:
+        return f"every link of {nd.name} cut at the switch, both ways"
+
+    def heal(self) -> None:
+        self.lab.heal()
+
+
 # ---------------------------------------------------------------- the run's record, shared by the threads
 
 
@@ -314,6 +434,7 @@ class Record:
         self.ops: Counter[tuple[str, str]] = Counter()  # (kind, outcome)
         self.faults: Counter[str] = Counter()
         self.fault_events: list[dict[str, Any]] = []
+        self.windows: list[Any] = []  # FaultWindow, in order
         self.anomalies: list[dict[str, Any]] = []  # wrong answers seen while running
 
     def op(self, kind: str, outcome: str) -> None:
@@ -329,6 +450,10 @@ class Record:
         with self.lock:
             self.logs.append(log)
 
+    def add_window(self, win: Any) -> None:
+        with self.lock:
+            self.windows.append(win)
+
 
 def outcome_of(resp: httpx.Response | None, exc: Exception | None) -> str:
     """A refused connection never carried the request (FAIL); 2xx is acknowledged; 4xx is a definite refusal;
@@ -342,6 +467,13 @@ def outcome_of(resp: httpx.Response | None, exc: Exception | None) -> str:
 
 
 # ---------------------------------------------------------------- clients
+
+
+def _error_text(resp: httpx.Response | None) -> str:
+    try:
+        return str(resp.json()["error"]["message"])[:160] if resp is not None else ""
+    except (ValueError, KeyError, TypeError):
+        return "" if resp is None else resp.text[:160]
 
 
 def _brief(log: TweetLog) -> list[str]:
@@ -381,8 +513,10 @@ class Client:
         status = None if resp is None else resp.status_code
         if resp is not None and 400 <= resp.status_code < 500 and resp.status_code != 408:
             self.rec.anomaly("unexpected_4xx", op=kind, node=node.name, status=status, body=resp.text[:200])
-        return Write(kind, token, text, out, node.name, round(t0, 3), round(t1, 3), status,
-                     "" if exc is None else type(exc).__name__)
+        if resp is not None and resp.status_code == 500:  # an unhandled error in a node: never an answer
+            self.rec.anomaly("internal_error", op=kind, node=node.name, body=resp.text[:200])
+        err = type(exc).__name__ if exc is not None else _error_text(resp) if status and status >= 500 else ""
+        return Write(kind, token, text, out, node.name, round(t0, 3), round(t1, 3), status, err)
 
     def run(self, stop: threading.Event) -> None:
         ops: list[tuple[Callable[[], None], int]] = [
@@ -442,9 +576,10 @@ class Client:
             if resp is not None and resp.status_code == 200:
                 status = int(it["status"]) if it else 599
                 w = Write("create", tok, text, OK if status < 300 else FAIL if status < 500 else INFO,
-                          node.name, round(t0, 3), round(t1, 3), status)
+                          node.name, round(t0, 3), round(t1, 3), status,
+                          str((it or {}).get("error", {}).get("message", ""))[:160] if status >= 500 else "")
                 self.rec.op("bulk_item", w.outcome)
-                if it is None or 400 <= status < 500:
+                if it is None or 400 <= status < 500 or status == 500:
                     self.rec.anomaly("bulk_item", node=node.name, line=line, item=it)
                 if w.outcome == OK:
                     assert it is not None
@@ -462,6 +597,8 @@ class Client:
         self.rec.op("bulk", outcome_of(resp, exc))
         if resp is not None and resp.status_code != 200 and resp.status_code < 500 and resp.status_code != 408:
             self.rec.anomaly("unexpected_4xx", op="bulk", node=node.name, status=resp.status_code, body=resp.text[:200])
+        if resp is not None and resp.status_code == 500:
+            self.rec.anomaly("internal_error", op="bulk", node=node.name, body=resp.text[:200])
 
     def pick(self) -> TweetLog | None:
         return self.rng.choice(self.live[-200:]) if self.live else None  # recent ones: edits land on fresh tweets too
@@ -543,16 +680,50 @@ class Client:
 # ---------------------------------------------------------------- the nemesis
 
 
+class FaultWindow(msgspec.Struct):
+    """One fault, as the nemesis saw it; times are seconds since the start of the run."""
+
+    kind: str
+    nodes: list[str]  # the faulted nodes (every node for kill_all; the two ends of a cut link)
+    start: float  # injected
+    down: list[str] = []  # the nodes not alive and reachable meanwhile (none for a cut link: all nodes live)
+    detected: float | None = None  # every survivor's /cluster showed it dead (None: not waited for, or never)
+    heal: float = 0.0  # healing began
+    healed: float = 0.0  # the node answers again (or all of them)
+    elections_before: dict[str, float] = {}  # survivors' murmur_elections_won_total at injection
+    elections_at_heal: dict[str, float] = {}  # ... just before healing
+    cut_short: bool = False  # the workload ended while it held (before detection, maybe): not judged on it
+
+    def takeovers(self) -> int:
+        """Elections the survivors won while the node was down (a survivor that restarted meanwhile counts 0)."""
+        return int(sum(max(0.0, v - self.elections_before.get(n, v)) for n, v in self.elections_at_heal.items()))
+
+
+def metric(url: str, name: str, timeout_s: float = 2.0) -> float | None:
+    try:
+        text = httpx.get(url + "/metrics", timeout=timeout_s).text
+    except httpx.HTTPError:
+        return None
+    for ln in text.splitlines():
+        if ln.startswith(name + " ") or ln.startswith(name + "{"):
+            return float(ln.split()[-1])
+    return None
+
+
 class Nemesis:
     """One fault at a time: inject, hold, heal, wait until the node answers again, stay quiet, repeat. Faults are
-    dealt in shuffled rounds of every available kind, so a short run still sees each kind."""
+    dealt in shuffled rounds of every available kind, so a short run still sees each kind. With `outlast` a fault on
+    one node is held until every survivor's gossip declares it dead (so its partitions are taken over), then for
+    the random hold on top."""
 
     def __init__(self, nodes: list[Node], rec: Record, seed: int, interval_s: float, hold_s: float,
-                 net: LoIsolation | None) -> None:
+                 net: Any, outlast: bool = True) -> None:
         self.nodes, self.rec, self.net = nodes, rec, net
         self.rng = random.Random(f"{seed}-nemesis")
         self.interval_s, self.hold_s = interval_s, hold_s
+        self.outlast = outlast
         self.kinds = ["kill", "pause", "kill_all"] + (["isolate"] if net is not None else [])
+        self.kinds += ["link_cut"] if net is not None and hasattr(net, "cut_link") else []
         self.deck: list[str] = []
         self.error: str | None = None
 
@@ -580,45 +751,84 @@ class Nemesis:
     def event(self, kind: str, what: str, **detail: Any) -> None:
         say(f"nemesis: {what}")
         with self.rec.lock:
-            self.rec.fault_events.append({"t": round(time.monotonic() - _T0, 3), "kind": kind, "what": what, **detail})
+            self.rec.fault_events.append({"t": round(now(), 3), "kind": kind, "what": what, **detail})
 
     def hold(self, stop: threading.Event) -> None:
         stop.wait(self.hold_s * self.rng.uniform(0.5, 1.5))
 
+    def elections(self, nodes: Iterable[Node]) -> dict[str, float]:
+        out = {}
+        for nd in nodes:
+            v = metric(nd.url, "murmur_elections_won_total")
+            if v is not None:
+                out[nd.name] = v
+        return out
+
+    def wait_dead(self, nd: Node, stop: threading.Event) -> float | None:
+        """When every other node's /cluster shows `nd` dead (seconds since the start), or None after DETECT_TIMEOUT_S."""
+        deadline = time.monotonic() + DETECT_TIMEOUT_S
+        others = [o for o in self.nodes if o is not nd]
+        while time.monotonic() < deadline and not stop.is_set():
+            seen = []
+            for o in others:
+                try:
+                    members = httpx.get(o.url + "/cluster", timeout=2.0).json()["members"]
+                    seen.append(next((mb["state"] for mb in members if mb["name"] == nd.name), None))
+                except (httpx.HTTPError, ValueError, KeyError):
+                    seen.append(None)
+            if all(st == "dead" for st in seen):
+                return round(now(), 3)
+            stop.wait(0.1)
+        return None
+
     def fault(self, kind: str, stop: threading.Event) -> None:
         if kind == "kill_all":
             self.event(kind, "kill -9 ALL nodes")
+            names = [nd.name for nd in self.nodes]
+            win = FaultWindow(kind, names, round(now(), 3), down=names)
             for nd in self.nodes:
                 nd.kill9()
             self.rec.faults[kind] += 1
             self.hold(stop)
+            win.heal = round(now(), 3)
             for nd in self.nodes:
                 nd.spawn()
             for nd in self.nodes:
                 nd.wait_healthy()
+            win.healed = round(now(), 3)
+            self.rec.add_window(win)
             self.event(kind, "healed: all nodes restarted and answering")
             return
+        if kind == "link_cut":
+            a, b = self.rng.sample(self.nodes, 2)
+            win = FaultWindow(kind, [a.name, b.name], round(now(), 3))
+            self.net.cut_link(a, b)
+            self.rec.faults[kind] += 1
+            self.event(kind, f"cut the link {a.name} <-> {b.name} (both still reach everyone else)")
+            self.hold(stop)
+            win.cut_short = stop.is_set()
+            win.heal = round(now(), 3)
+            self.net.heal()
+            win.healed = round(now(), 3)
+            self.rec.add_window(win)
+            self.event(kind, f"healed: link {a.name} <-> {b.name} restored")
+            return
         nd = self.rng.choice(self.nodes)
+        others = [o for o in self.nodes if o is not nd]
+        win = FaultWindow(kind, [nd.name], 0.0, down=[nd.name], elections_before=self.elections(others))
         if kind == "kill":
             self.event(kind, f"kill -9 {nd.name} (pid {nd.proc.pid if nd.proc else '?'})", node=nd.name)
+            win.start = round(now(), 3)
             nd.kill9()
-            self.rec.faults[kind] += 1
-            self.hold(stop)
-            nd.spawn()
-            nd.wait_healthy()
-            self.event(kind, f"healed: {nd.name} restarted and answering", node=nd.name)
         elif kind == "pause":
             self.event(kind, f"SIGSTOP {nd.name}", node=nd.name)
+            win.start = round(now(), 3)
             nd.paused = True
             nd.send(signal.SIGSTOP)
-            self.rec.faults[kind] += 1
-            self.hold(stop)
-            nd.send(signal.SIGCONT)
-            nd.paused = False
-            self.event(kind, f"healed: SIGCONT {nd.name}", node=nd.name)
         elif kind == "isolate":
             assert self.net is not None
-            why = self.net.isolate(nd.ports)
+            win.start = round(now(), 3)
+            why = self.net.isolate(nd)
             if why is not None:
                 self.net.heal()
                 self.event("isolate_failed", f"could not isolate {nd.name}: {why}", node=nd.name)
@@ -627,11 +837,31 @@ class Nemesis:
                 self.net.heal()
                 self.event("isolate_failed", f"isolation of {nd.name} installed but it still answers: not counted")
                 return
-            self.event(kind, f"isolated {nd.name} (ports {nd.ports} dropped on lo; /health now times out)", node=nd.name)
-            self.rec.faults[kind] += 1
-            self.hold(stop)
+            self.event(kind, f"isolated {nd.name} ({self.net.describe(nd)})", node=nd.name)
+        self.rec.faults[kind] += 1
+        if self.outlast:
+            win.detected = self.wait_dead(nd, stop)
+            win.cut_short = win.detected is None and stop.is_set()
+            self.event(kind, f"{nd.name} dead on every survivor" if win.detected is not None
+                       else "the run ended before detection" if win.cut_short
+                       else f"{nd.name} NOT seen dead within {DETECT_TIMEOUT_S}s", node=nd.name)
+        self.hold(stop)
+        win.cut_short = win.cut_short or stop.is_set()  # the workload stopped while it held
+        win.elections_at_heal = self.elections(others)
+        win.heal = round(now(), 3)
+        if kind == "kill":
+            nd.spawn()
+            nd.wait_healthy()
+            self.event(kind, f"healed: {nd.name} restarted and answering", node=nd.name)
+        elif kind == "pause":
+            nd.send(signal.SIGCONT)
+            nd.paused = False
+            self.event(kind, f"healed: SIGCONT {nd.name}", node=nd.name)
+        else:
             self.net.heal()
             self.event(kind, f"healed: network of {nd.name} restored", node=nd.name)
+        win.healed = round(now(), 3)
+        self.rec.add_window(win)
 
     @staticmethod
     def _reachable(nd: Node) -> bool:
@@ -698,6 +928,50 @@ def settle(nodes: list[Node], rec: Record, timeout_s: float, settle_s: float) ->
 
 class CheckError(Exception):
     pass
+
+
+def anti_entropy_pass_s(topo: Any, n: int) -> float:
+    """Seconds one node's anti-entropy round robin takes over every (partition, peer) pair it has (the busiest
+    node's): a difference nothing else repairs is gone after one pass (README: Catching up)."""
+    from node.cluster.limits import ANTI_ENTROPY_INTERVAL_S
+
+    pairs: Counter[str] = Counter()
+    for _s, _e, reps in replicas.partitions(topo, n):
+        for r in reps:
+            pairs[r] += len(reps) - 1
+    return max(pairs.values(), default=0) * ANTI_ENTROPY_INTERVAL_S
+
+
+def converge(nodes: list[Node], secret: str, n: int, timeout_s: float) -> dict[str, Any]:
+    """Compare every replica's OWN copy of every tweet partition (bucket digests, then the keys of the buckets that
+    differ) over the authenticated node-to-node transport, again every CONVERGE_POLL_S until they all agree or
+    timeout_s has passed. Done before the checker's reads, which repair what they see."""
+    seeds = [(nd.host, nd.ports[1]) for nd in nodes]
+    t0 = time.monotonic()
+    polls = 0
+    last: list[replicas.Divergence] = []
+    while True:
+        polls += 1
+
+        async def one(pool: replicas.PeerPool) -> list[replicas.Divergence]:
+            t = await replicas.topology(pool, seeds)
+            return await replicas.compare_replicas(pool, t, n)
+
+        try:
+            last = replicas.run(secret, one)
+        except Exception as e:  # MurmurError from a replica that does not answer: the checker cannot judge
+            raise CheckError(f"replica digests could not be read: {e!r}") from None
+        if not last or time.monotonic() - t0 >= timeout_s:
+            break
+        time.sleep(CONVERGE_POLL_S)
+    out = {"seconds": round(time.monotonic() - t0, 1), "polls": polls, "partitions_differing": len(last),
+           "keys_differing": sum(len(d.keys) for d in last), "examples": [d.describe() for d in last[:EXAMPLES_MAX]],
+           "divergent_keys": [{"id": i, "versions": vs} for d in last for i, vs in d.keys.items()][:EXAMPLES_MAX]}
+    say(f"replicas: {'all partitions agree' if not last else f'{len(last)} partitions still differ'} "
+        f"after {out['seconds']}s ({polls} comparisons)")
+    return out
+
+
 
 
 def _request(http: httpx.Client, url: str, params: dict[str, Any] | None = None) -> httpx.Response:
@@ -832,6 +1106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-n", type=int, default=3, help="replication factor N")
     p.add_argument("-w", type=int, default=2, help="write quorum W")
     p.add_argument("-r", type=int, default=2, help="read quorum R")
+    p.add_argument("--vnodes", type=int, default=16, help="ring tokens per node (fewer: a shorter anti-entropy pass)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of workload under faults")
     p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
     p.add_argument("--clients", type=int, default=4, help="client threads = operations in flight at most")
@@ -846,6 +1121,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dir", type=Path, default=None, help="cluster dir (must be empty or new; default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (always kept when something is wrong)")
     p.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    p.add_argument("--gossip", choices=("default", "fast"), default="default",
+                   help="membership timings: the defaults (a crash is dead after ~4-5 s on 5 nodes) or 0.2 s probes "
+                        "(~1.1-1.4 s)")
+    p.add_argument("--outlast-detection", action=argparse.BooleanOptionalAction, default=True,
+                   help="hold each single-node fault until every survivor's gossip declares the node dead (then "
+                        "--fault-hold more): survivors must take its partitions over (elections are counted)")
+    p.add_argument("--strict-availability", action=argparse.BooleanOptionalAction, default=True,
+                   help="a write refused (503) while a quorum of every partition lived fails the run (CONTRACT §6); "
+                        "without it they are only counted and reported")
+    p.add_argument("--ack-floor", type=int, default=1,
+                   help="acknowledged writes each fault (that leaves a quorum) and each heal must see")
+    p.add_argument("--ack-floor-faults", default="kill,pause,isolate,link_cut",
+                   help="comma-separated fault kinds whose holds must see --ack-floor acknowledged writes (every heal "
+                        "must, whatever its kind)")
+    p.add_argument("--after-heal-s", type=float, default=AFTER_HEAL_S, help="the window after a heal for --ack-floor")
+    p.add_argument("--max-unanswered-share", type=float, default=0.10,
+                   help="bound on the share of writes that got no answer (timeouts, broken connections, 5xx but 503)")
+    p.add_argument("--converge-timeout", type=float, default=None,
+                   help="after settling, seconds the replicas' own digests have to agree on every partition "
+                        "(default: 1.25 full anti-entropy passes of the ring, printed)")
+    p.add_argument("--netns", action="store_true",
+                   help="each node in a network namespace of its own (root; tests/support/netns.py): real interfaces, "
+                        "--net-delay-ms and --net-loss on every link, isolation and single-link cuts at the switch")
+    p.add_argument("--net-delay-ms", type=float, default=20.0, help="--netns: one-way delay of every link")
+    p.add_argument("--net-loss", type=float, default=0.01, help="--netns: share of frames lost on every link")
     p.add_argument("--sabotage", action="store_true",
                    help="self-test of the checker: behind its back, edit one acknowledged tweet and delete another "
                         "before checking; the run must then report them stale and lost on every node and fail")
@@ -891,19 +1191,47 @@ def main(argv: list[str] | None = None) -> int:
     else:
         root = Path(tempfile.mkdtemp(prefix="murmur-chaos-"))
     names = [f"n{i + 1}" for i in range(args.nodes)]
-    cfg_path = write_config(root, names, n=args.n, w=args.w, r=args.r, secret="chaos-secret")
-    cfg = load_config(cfg_path)
-    nodes = [Node(cfg_path, nc.name, cfg.url(nc.name), nc.http_port, nc.gossip_port) for nc in cfg.nodes]
-    say(f"cluster: {args.nodes} nodes N={args.n} W={args.w} R={args.r} in {root} (logs: {root}/n*.log)")
-
+    gossip = FAST_GOSSIP if args.gossip == "fast" else ""
     rec = Record()
-    net: LoIsolation | None = None
+    net: Any = None
+    lab: Any = None
     net_skip: str | None = "--no-net-faults" if args.no_net_faults else "--no-faults" if args.no_faults else None
-    if net_skip is None:
-        probe = LoIsolation()
-        net_skip = probe.probe(nodes[0].ports[0])
-        net = probe if net_skip is None else None
-    say("network faults: " + ("tc u32 drop on lo (isolates a node's HTTP and RPC ports)" if net_skip is None
+    if args.netns:
+        from tests.support import netns
+
+        why = netns.why_unavailable()
+        if why is not None:
+            print(f"chaos: --netns: {why}", file=sys.stderr)
+            return 2
+        lab = netns.Lab(names, seed=args.seed)
+        try:  # from here on the lab is removed on every way out (the finally below, once it is reached)
+            lab.open()
+            lab.link("*", "*", delay_ms=args.net_delay_ms, loss=args.net_loss)
+            cfg_path = netns.write_config(root, lab, names, n=args.n, w=args.w, r=args.r, secret=SECRET, extra=gossip,
+                                          vnodes=args.vnodes)
+            cfg = load_config(cfg_path)
+            nodes = [Node(cfg_path, nc.name, cfg.url(nc.name), nc.http_port, nc.gossip_port, host=nc.host,
+                          prefix=lab.exec_prefix(nc.name)) for nc in cfg.nodes]
+        except BaseException:
+            lab.close()
+            raise
+        if net_skip is None:
+            net = NetnsNet(lab)
+        say(f"network: namespaces {lab.tag}-n*, subnet {lab.subnet}, every link {args.net_delay_ms} ms one-way and "
+            f"{args.net_loss:.1%} loss (userspace switch: this kernel has no netem)")
+    else:
+        cfg_path = write_config(root, names, n=args.n, w=args.w, r=args.r, secret=SECRET, extra=gossip,
+                                vnodes=args.vnodes)
+        cfg = load_config(cfg_path)
+        nodes = [Node(cfg_path, nc.name, cfg.url(nc.name), nc.http_port, nc.gossip_port) for nc in cfg.nodes]
+        if net_skip is None:
+            probe = LoIsolation()
+            net_skip = probe.probe(nodes[0].ports[0])
+            net = probe if net_skip is None else None
+    say(f"cluster: {args.nodes} nodes N={args.n} W={args.w} R={args.r} in {root} (logs: {root}/n*.log); "
+        f"gossip {args.gossip}")
+    say("network faults: " + (("switch cuts in the lab (a node from everyone; one link)" if args.netns else
+                               "tc u32 drop on lo (isolates a node's HTTP and RPC ports)") if net_skip is None
                               else f"SKIPPED ({net_skip})"))
 
     stop = threading.Event()
@@ -916,17 +1244,22 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
+    quorum = quorum_everywhere([], args.w)  # replaced by the ring's once the nodes run
+    converged: dict[str, Any] = {}
     try:
         for nd in nodes:
             nd.spawn()
         for nd in nodes:
             nd.wait_healthy()
+        topo = replicas.run(SECRET, lambda pool: replicas.topology(pool, [(nd.host, nd.ports[1]) for nd in nodes]))
+        quorum = quorum_everywhere([reps for _s, _e, reps in replicas.partitions(topo, args.n)], args.w)
         say("all nodes answer /health; workload starts")
         nonce = format(args.seed % 36**4, "x")
         clients = [Client(i, args.seed, nonce, nodes, rec, args.op_timeout) for i in range(args.clients)]
         threads = [threading.Thread(target=c.run, args=(stop,), daemon=True, name=f"client{c.idx}") for c in clients]
         if not args.no_faults:
-            nemesis = Nemesis(nodes, rec, args.seed, args.fault_interval, args.fault_hold, net)
+            nemesis = Nemesis(nodes, rec, args.seed, args.fault_interval, args.fault_hold, net,
+                              outlast=args.outlast_detection)
             threads.append(threading.Thread(target=nemesis.run, args=(stop,), daemon=True, name="nemesis"))
         for t in threads:
             t.start()
@@ -945,6 +1278,14 @@ def main(argv: list[str] | None = None) -> int:
         if nemesis is not None and nemesis.error:
             raise CheckError(f"the nemesis failed:\n{nemesis.error}")
         settled = settle(nodes, rec, args.settle_timeout, args.settle)
+        pass_s = anti_entropy_pass_s(topo, args.n)
+        timeout = args.converge_timeout if args.converge_timeout is not None else round(1.25 * pass_s)
+        say(f"a full anti-entropy pass takes {pass_s:.0f}s here; replicas get {timeout}s to agree")
+        converged = converge(nodes, SECRET, args.n, timeout)
+        converged["anti_entropy_pass_s"] = round(pass_s)
+        for ex in converged["divergent_keys"]:
+            lg = next((x for x in rec.logs if x.id == ex["id"]), None)
+            ex["writes"] = _brief(lg) if lg is not None else "not written by this run's clients"
         if args.sabotage:
             sabotage(nodes[0], rec.logs)
         say(f"checking {len(rec.logs)} tweets on every node")
@@ -962,13 +1303,31 @@ def main(argv: list[str] | None = None) -> int:
         if net is not None:
             net.heal()
         stop_all(nodes)
+        if lab is not None:
+            lab.close()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
+    avail = judge_availability(rec.logs, rec.windows, quorum, args.ack_floor, args.after_heal_s,
+                               args.outlast_detection and not args.no_faults,
+                               frozenset(k for k in args.ack_floor_faults.split(",") if k))
+    share = avail["unanswered_share"]
+    if share > args.max_unanswered_share:
+        avail["failures"].append(f"{share:.1%} of the writes got no answer, more than --max-unanswered-share "
+                                 f"{args.max_unanswered_share:.1%}")
+    if args.strict_availability and avail["refused_while_quorum_lived"]:
+        avail["failures"].append(f"{avail['refused_while_quorum_lived']} writes refused (503) while a quorum of "
+                                 "every partition lived (--strict-availability)")
     summary = summarise(args, rec, result, error, net_skip, root, time.monotonic() - _T0, settled)
+    summary["availability"] = avail
+    summary["replicas"] = converged
+    summary["replicas_diverged"] = converged.get("partitions_differing", 0)
+    summary["lab"] = None if lab is None else {"subnet": str(lab.subnet), "delay_ms": args.net_delay_ms,
+                                               "loss": args.net_loss, "switch_error": lab.switch_error or None}
     print_summary(summary)
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    bad = sum(summary[c] for c in CATEGORIES) + summary["run_anomalies"]
+    bad = (sum(summary[c] for c in CATEGORIES) + summary["run_anomalies"] + summary["replicas_diverged"]
+           + len(avail["failures"]))
     if error is None and bad == 0 and not settled.get("unsettled") and not args.keep and args.dir is None:
         shutil.rmtree(root, ignore_errors=True)
     elif args.dir is None:
@@ -997,9 +1356,32 @@ def print_summary(s: dict[str, Any]) -> None:
     print(f"anomalies seen while running: {s['run_anomalies']}")
     for ex in s["run_anomaly_examples"]:
         print(f"    {json.dumps(ex, default=str)[:600]}")
+    rep = s.get("replicas") or {}
+    print(f"replicas' own copies: {rep.get('partitions_differing', '?')} partitions differ "
+          f"({rep.get('keys_differing', '?')} keys) after {rep.get('seconds', '?')}s")
+    for ex in rep.get("examples", []):
+        print(f"    {ex}")
+    for ex in rep.get("divergent_keys", []):
+        print(f"    tweet {ex['id']} versions {ex['versions']}: {ex.get('writes')}")
+    av = s.get("availability") or {}
+    if av:
+        print(f"availability: {av['takeovers']} takeover elections while a node was down "
+              f"({av['faults_without_takeover']} single-node faults without one); refused {av['refused']}, "
+              f"of which {av['refused_while_quorum_lived']} while a quorum of every partition lived; "
+              f"no answer {av['unanswered']} ({av['unanswered_share']:.1%} of writes)")
+        for f in av["faults"]:
+            dead = "-" if f["detected_after_s"] is None else f"{f['detected_after_s']}s"
+            took = "-" if f["takeovers"] is None else f["takeovers"]
+            print(f"    {f['kind']} {','.join(f['nodes'])} at {f['start']}s held {f['held_s']}s: dead after {dead}, "
+                  f"takeovers {took}, acked {f['acks_during']} during, {f['acks_after_heal']} after the heal")
+        for ex in av["refused_examples"]:
+            print(f"    refused while a quorum lived: {json.dumps(ex, default=str)[:300]}")
+        for why in av["failures"]:
+            print(f"AVAILABILITY: {why}")
     if s["checker_error"]:
         print(f"CHECKER COULD NOT RUN: {s['checker_error']}")
-    verdict = "FAIL" if s["checker_error"] or s["run_anomalies"] or any(s[c] for c in CATEGORIES) else "PASS"
+    bad = s["run_anomalies"] or any(s[c] for c in CATEGORIES) or s.get("replicas_diverged") or av.get("failures")
+    verdict = "FAIL" if s["checker_error"] or bad else "PASS"
     print(f"verdict: {verdict}")
 
 

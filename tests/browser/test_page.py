@@ -20,9 +20,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from node.model import Tweet
 from tests.browser.chrome import available, chrome, wait_for
-from tests.cluster.kit import bulk_load, corpus, expected, own_tweets, pick_queries, tweet_of
+from tests.cluster.kit import bulk_load, corpus, expected, own_tweets, pick_queries
+from tests.support.oracle import Doc, doc_of
 from tests.support.procs import NodeProc, running_nodes, write_config
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ XSS = '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> 
 @dataclass
 class Site:
     nodes: list[NodeProc]
-    model: dict[int, Tweet]
+    model: dict[int, Doc]
     queries: list[str]
     driver: WebDriver
     shots: Path
@@ -78,11 +78,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         r = c.post("/tweets", json={"text": XSS, "user": "mallory<b>"})
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
-        model: dict[int, Tweet] = {}
+        model: dict[int, Doc] = {}
         for tid in ids:
             got = c.get(f"/tweets/{tid}")
             assert got.status_code == 200, got.text
-            model[tid] = tweet_of(got.json())
+            model[tid] = doc_of(got.json())  # as the node keeps it (edits included)
         with chrome() as driver:
             yield Site(nodes, model, pick_queries(model), driver, root)
 

@@ -1,8 +1,8 @@
 """Helpers for the black-box cluster tests: cluster shapes, a real corpus as API bodies, bulk loading over HTTP,
-and the brute-force expectation of a search (node.query.match over the tweets as the API returned them).
+and the expectation of a search: tests/support/oracle.py (an independent statement of CONTRACT §3) over the
+documents as they were SENT, so the cluster tests check that answers are right, not only that nodes agree.
 
-Speaks to nodes only over public HTTP (CONTRACT §2); never reads a node's files or imports its internals
-apart from the parser and the brute-force model.
+Speaks to nodes only over public HTTP (CONTRACT §2); never reads a node's files or imports its internals.
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from node.model import GeoPoint, Tweet, parse_time
-from node.query.match import matches
-from node.query.parser import parse
-from node.text.analyzer import analyse
+from tests.support import oracle
+from tests.support.oracle import Doc, doc_of
 from tests.support.procs import running_nodes, write_config
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -141,41 +139,41 @@ def bulk(c: httpx.Client, bodies: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def bulk_load(c: httpx.Client, bodies: list[dict[str, Any]]) -> list[int]:
-    """Loads in batches through one node; -> the ids acknowledged (201/200), in input order."""
-    ids: list[int] = []
+def bulk_load_docs(c: httpx.Client, bodies: list[dict[str, Any]]) -> dict[int, Doc]:
+    """Loads in batches through one node; -> id -> the document each acknowledged (201/200) line SENT (the id and,
+    for a body without one, the creation time from the answer), in input order."""
+    docs: dict[int, Doc] = {}
     for i in range(0, len(bodies), BULK_BATCH):
-        out = bulk(c, bodies[i : i + BULK_BATCH])
-        ids += [it["id"] for it in out["items"] if it["status"] in (200, 201)]
-        assert out["ingested"] + out["failed"] == len(bodies[i : i + BULK_BATCH])
+        batch = bodies[i : i + BULK_BATCH]
+        out = bulk(c, batch)
+        assert out["ingested"] + out["failed"] == len(batch)
         for it in out["items"]:  # a real corpus may hold lines the API refuses: only ever with a 4xx
             assert it["status"] in (200, 201) or 400 <= it["status"] < 500, it
-    return ids
+            if it["status"] in (200, 201):
+                body = batch[it["line"] - 1]
+                answer = None if "created_at" in body else c.get(f"/tweets/{it['id']}").json()
+                docs[it["id"]] = doc_of(body, answer, tweet_id=it["id"])
+    return docs
+
+
+def bulk_load(c: httpx.Client, bodies: list[dict[str, Any]]) -> list[int]:
+    """Loads in batches through one node; -> the ids acknowledged (201/200), in input order."""
+    return list(bulk_load_docs(c, bodies))
 
 
 # ---------------------------------------------------------------- the model
 
 
-def tweet_of(d: dict[str, Any]) -> Tweet:
-    """A returned tweet (CONTRACT §2) as the brute-force model's Tweet."""
-    geo = d["geo"]
-    return Tweet(
-        id=d["id"],
-        created_at_ms=parse_time(d["created_at"]),
-        user=d["user"],
-        text=d["text"],
-        lang=d["lang"],
-        geo=None if geo is None else GeoPoint(geo["lat"], geo["lon"]),
-    )
-
-
 def expected(
-    model: dict[int, Tweet], q: str, count: int = 100, max_id: int | None = None, since_id: int | None = None
+    model: dict[int, Doc],
+    q: str,
+    count: int = 100,
+    max_id: int | None = None,
+    since_id: int | None = None,
+    result_type: str = "recent",
 ) -> list[int]:
-    query = parse(q)
-    ids = sorted((t.id for t in model.values() if matches(query, t)), reverse=True)
-    ids = [i for i in ids if (max_id is None or i <= max_id) and (since_id is None or i > since_id)]
-    return ids[:count]
+    """The ids a search must answer, in order, by the oracle over the documents that were sent."""
+    return oracle.page(model.values(), q, count, max_id, since_id, result_type)
 
 
 def search(c: httpx.Client, q: str, **params: Any) -> dict[str, Any]:
@@ -189,7 +187,7 @@ def search(c: httpx.Client, q: str, **params: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- queries from the corpus
 
 
-def pick_queries(model: dict[int, Tweet], seed: int = 3) -> list[str]:
+def pick_queries(model: dict[int, Doc], seed: int = 3) -> list[str]:
     """Every form of CONTRACT §3, with words chosen by document frequency (frequent, medium, rare)."""
     rng = random.Random(seed)
     df: Counter[str] = Counter()
@@ -198,10 +196,10 @@ def pick_queries(model: dict[int, Tweet], seed: int = 3) -> list[str]:
     bigrams: Counter[tuple[str, str]] = Counter()
     users: Counter[str] = Counter()
     for t in model.values():
-        a = analyse(t.text)
+        a = oracle.analyse(t.text)
         df.update({w for w in a.words if w.isalpha() and w.isascii() and len(w) > 2})
-        tags.update(set(a.hashtags))
-        ments.update(set(a.mentions))
+        tags.update(a.tags)
+        ments.update(a.names)
         bigrams.update({p for p in zip(a.words, a.words[1:], strict=False) if all(w.isalpha() for w in p)})
         users[t.user] += 1
     by_df = [w for w, _ in df.most_common()]
@@ -212,7 +210,7 @@ def pick_queries(model: dict[int, Tweet], seed: int = 3) -> list[str]:
     r1, r2, r3 = rng.sample(rare, 3)
     b1, b2 = bigrams.most_common(1)[0][0]
     b3, b4 = rng.choice(sorted(p for p, k in bigrams.items() if 3 <= k <= 10) or [(b1, b2)])
-    tri = next((a.words[1:4] for t in model.values() if len((a := analyse(t.text)).words) >= 5), None)
+    tri = next((a.words[1:4] for t in model.values() if len((a := oracle.analyse(t.text)).words) >= 5), None)
     t1 = tags.most_common(1)[0][0]
     t2 = rng.choice(sorted(h for h, k in tags.items() if 2 <= k <= 5) or [t1])
     u1 = ments.most_common(1)[0][0]

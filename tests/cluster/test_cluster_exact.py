@@ -1,7 +1,8 @@
 """Exact search on a real cluster, black box over HTTP: a real corpus loaded through ONE node must be found by
-EVERY node exactly as the brute-force model (node.query.match) finds it in the tweets the API returned, for every
-query form of CONTRACT §3, with paging (max_id / next_max_id, since_id); edits and deletes made through one node
-must be seen through all of them. Parametrized by cluster shape; a cluster of one must pass on its own.
+EVERY node exactly as the oracle (tests/support/oracle.py, CONTRACT §3 restated without the product's code) finds it
+in the tweets that were SENT, for every query form of CONTRACT §3, with paging (max_id / next_max_id, since_id) and
+the result_type orders; every tweet reads back as it was sent (geo included); edits and deletes made through one
+node must be seen through all of them. Parametrized by cluster shape; a cluster of one must pass on its own.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from node.model import Tweet, parse_time
 from tests.cluster.kit import (
     SHAPES,
     Shape,
-    bulk_load,
+    bulk_load_docs,
     cluster,
     corpus,
     expected,
@@ -26,8 +26,8 @@ from tests.cluster.kit import (
     own_tweets,
     pick_queries,
     search,
-    tweet_of,
 )
+from tests.support.oracle import Doc, doc_of, geo_of, iso_ms
 
 pytestmark = pytest.mark.slow
 PAGE_WALK_MAX = 200  # pages: a walk that never ends is a failure, not a hang
@@ -37,10 +37,11 @@ PAGE_WALK_MAX = 200  # pages: a walk that never ends is a failure, not a hang
 class Loaded:
     clients: list[httpx.Client]
     returned: dict[int, dict[str, Any]]  # id -> the tweet as GET returned it
-    model: dict[int, Tweet]
+    model: dict[int, Doc]  # id -> the tweet as it was sent (and edited)
     queries: list[str]
     source: str
     _memo: dict[str, list[int]] = field(default_factory=dict)
+    popular: list[int] = field(default_factory=list)  # the engaged tweets of engaged_tweets(), once made
 
     def all_ids(self, q: str) -> list[int]:
         """Every match of q in the model, newest first (memoised until the model changes)."""
@@ -48,9 +49,10 @@ class Loaded:
             self._memo[q] = expected(self.model, q, count=len(self.model) + 1)
         return self._memo[q]
 
-    def put(self, d: dict[str, Any]) -> None:
+    def put(self, d: dict[str, Any], doc: Doc) -> None:
+        """A write's answer `d`, and the document the client's request made of it."""
         self.returned[d["id"]] = d
-        self.model[d["id"]] = tweet_of(d)
+        self.model[d["id"]] = doc
         self._memo.clear()
 
     def remove(self, tid: int) -> None:
@@ -65,21 +67,17 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     with cluster(root, shape) as clients:
         bodies, source = corpus()
         bodies += own_tweets()
-        ids = bulk_load(clients[0], bodies)  # everything through ONE node
-        assert len(set(ids)) == len(ids) >= 0.95 * len(bodies), (len(ids), len(bodies))
+        model = bulk_load_docs(clients[0], bodies)  # everything through ONE node
+        assert len(model) >= 0.95 * len(bodies), (len(model), len(bodies))
         returned: dict[int, dict[str, Any]] = {}
-        by_id = {b["id"]: b for b in bodies if "id" in b}
-        for i, tid in enumerate(ids):  # GET every tweet, round robin over the nodes
-            r = clients[i % len(clients)].get(f"/tweets/{tid}")
-            assert r.status_code == 200, (node_name(clients[i % len(clients)]), tid, r.text)
+        for i, (tid, doc) in enumerate(model.items()):  # GET every tweet, round robin over the nodes
+            c = clients[i % len(clients)]
+            r = c.get(f"/tweets/{tid}")
+            assert r.status_code == 200, (node_name(c), tid, r.text)
             d = r.json()
-            sent = by_id.get(tid)
-            if sent is not None:
-                assert (d["text"], d["user"]) == (sent["text"], sent["user"])
-                assert parse_time(d["created_at"]) == parse_time(sent["created_at"])
-                assert d["lang"] == sent.get("lang")
+            got = (d["text"], d["user"], iso_ms(d["created_at"]), d["lang"], geo_of(d["geo"]), d["likes"], d["retweets"])
+            assert got == (doc.text, doc.user, doc.created_at_ms, doc.lang, doc.geo, doc.likes, doc.retweets), tid
             returned[tid] = d
-        model = {tid: tweet_of(d) for tid, d in returned.items()}
         yield Loaded(clients, returned, model, pick_queries(model), source)
 
 
@@ -170,6 +168,53 @@ def test_since_id_and_max_id(loaded: Loaded) -> None:
         assert results_everywhere(loaded, q, since_id=want[0]) == [], q  # nothing newer than the newest
 
 
+def engaged_tweets(ld: Loaded) -> list[int]:
+    """40 tweets written through every node with engagement in many ties (some none), one of them then PATCHed
+    to the top; made once per cluster. -> their ids, in creation order."""
+    if ld.popular:
+        return ld.popular
+    made: list[int] = []
+    for k in range(40):
+        c = ld.clients[k % len(ld.clients)]
+        body = {"text": f"zqpop zqrank{k} #zqpop", "user": f"pop{k % 3}", "likes": (k * 7) % 5, "retweets": k % 3}
+        if k % 4 == 0:
+            body["likes"] = body["retweets"] = 0
+        r = c.post("/tweets", json=body)
+        assert r.status_code == 201, r.text
+        ld.put(r.json(), doc_of(body, r.json()))
+        made.append(r.json()["id"])
+    patch = {"likes": 100}
+    r = ld.clients[-1].patch(f"/tweets/{made[5]}", json=patch)
+    assert r.status_code == 200, r.text
+    ld.put(r.json(), ld.model[made[5]].edited(**patch))
+    ld.popular = made
+    return made
+
+
+def test_popular_and_mixed_follow_the_readme_order(loaded: Loaded) -> None:
+    """result_type=popular ranks the newest matches by likes + 2 x retweets (ties newest first); mixed puts up to
+    a quarter of a page of the engaged ones first, then the newest: the oracle's order, on every node, with tweets
+    written through every node (their engagement in many ties, some none, one changed by a PATCH)."""
+    ld = loaded
+    made = engaged_tweets(ld)
+    busy = max(ld.queries[:3], key=lambda q: len(ld.all_ids(q)))  # corpus tweets: no engagement at all
+    for q in ("zqpop", "#zqpop from:pop1", "zqpop OR zqrank3", busy):
+        for rt, count in [("popular", 100), ("popular", 12), ("popular", 3), ("mixed", 100), ("mixed", 12)]:
+            got = [t["id"] for t in results_everywhere(ld, q, result_type=rt, count=count)]
+            assert got == expected(ld.model, q, count=count, result_type=rt), (q, rt, count)
+    top = [t["id"] for t in results_everywhere(ld, "zqpop", result_type="popular", count=1)]
+    assert top == [made[5]]  # the PATCHed engagement counts
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="README: mixed puts 'up to a quarter of a page' of "
+                   "engaged tweets first (none on a page of 3); node/search_order.py puts max(1, count // 4), so one: "
+                   "the README or the code must change (reported to the lead)")
+def test_mixed_on_a_page_smaller_than_four(loaded: Loaded) -> None:
+    engaged_tweets(loaded)
+    got = [t["id"] for t in results_everywhere(loaded, "zqpop", result_type="mixed", count=3)]
+    assert got == expected(loaded.model, "zqpop", count=3, result_type="mixed")
+
+
 def test_edits_and_deletes_through_one_node_seen_by_all(loaded: Loaded) -> None:
     ld = loaded
     first, last = ld.clients[0], ld.clients[-1]
@@ -179,12 +224,13 @@ def test_edits_and_deletes_through_one_node_seen_by_all(loaded: Loaded) -> None:
     to_edit, to_delete = visible[:3] + city[:1], visible[3:] + city[1:2]
     old_words = {tid: ld.model[tid].text for tid in to_edit}
     for n, tid in enumerate(to_edit):
-        r = first.patch(f"/tweets/{tid}", json={"text": f"zqedited number{n} replaced #zqnew", "likes": n})
+        patch = {"text": f"zqedited number{n} replaced #zqnew", "likes": n}
+        r = first.patch(f"/tweets/{tid}", json=patch)
         assert r.status_code == 200, r.text
         d = r.json()
         assert d["id"] == tid and d["edited_at"] is not None and d["likes"] == n
         assert d["hashtags"] == ["zqnew"] and d["created_at"] == ld.returned[tid]["created_at"]
-        ld.put(d)
+        ld.put(d, ld.model[tid].edited(**patch))
     for tid in to_delete:
         r = last.delete(f"/tweets/{tid}")
         assert r.status_code == 204, r.text

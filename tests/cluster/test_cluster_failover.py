@@ -14,7 +14,8 @@ import pytest
 
 from node.cluster.placement import Placement
 from node.ring.ring import Ring
-from tests.cluster.kit import bulk_load, corpus, expected, pick_queries, search, tweet_of
+from tests.cluster.kit import bulk_load_docs, corpus, expected, pick_queries, search
+from tests.support.oracle import doc_of
 from tests.support.procs import running_nodes, write_config
 
 pytestmark = pytest.mark.slow
@@ -49,11 +50,7 @@ def test_one_node_killed_leaves_writes_acknowledged_and_searches_exact(tmp_path:
     bodies, _source = corpus(1500)
     with running_nodes(cfg, NAMES) as nodes:
         clients = [httpx.Client(base_url=nd.url, timeout=30) for nd in nodes]
-        ids = bulk_load(clients[0], bodies)
-        model = {}
-        for i in ids:
-            d = clients[1].get(f"/tweets/{i}").json()
-            model[i] = tweet_of(d)
+        model = bulk_load_docs(clients[0], bodies)
         queries = pick_queries(model)
         nodes[4].kill()
         survivors = clients[:4]
@@ -63,15 +60,17 @@ def test_one_node_killed_leaves_writes_acknowledged_and_searches_exact(tmp_path:
         # Writes: new tweets through every survivor, and edits/deletes of tweets whose master was n5.
         for k in range(60):
             c = survivors[k % 4]
-            r = c.post("/tweets", json={"text": f"after the crash failover{k} words", "user": "fo"})
+            body = {"text": f"after the crash failover{k} words", "user": "fo"}
+            r = c.post("/tweets", json=body)
             assert r.status_code == 201, r.text
-            model[r.json()["id"]] = tweet_of(r.json())
+            model[r.json()["id"]] = doc_of(body, r.json())
         orphans = [i for i in sorted(model) if placement.master_of_tweet(i) == "n5"]
         assert len(orphans) > 20
         for i in rng.sample(orphans, 10):
-            r = rng.choice(survivors).patch(f"/tweets/{i}", json={"text": f"edited after the crash {i} failover"})
+            patch = {"text": f"edited after the crash {i} failover"}
+            r = rng.choice(survivors).patch(f"/tweets/{i}", json=patch)
             assert r.status_code == 200, r.text
-            model[i] = tweet_of(r.json())
+            model[i] = model[i].edited(**patch)
         for i in rng.sample([i for i in orphans if "failover" not in model[i].text], 10):
             r = rng.choice(survivors).delete(f"/tweets/{i}")
             assert r.status_code in (200, 204), r.text

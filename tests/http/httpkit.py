@@ -133,8 +133,11 @@ def serve(
     handler: Handler | None = None,
     metrics: HttpMetrics | None = None,
     timeout_s: float = 20.0,
+    clock: trio.abc.Clock | None = None,
 ) -> None:
-    """Run the server on 127.0.0.1:0 and `await test(port)` against it, all inside one trio.run."""
+    """Run the server on 127.0.0.1:0 and `await test(port)` against it, all inside one trio.run (on `clock`:
+    give trio.testing.MockClock(autojump_threshold=0) to a test about timeouts, so that they are exact and instant;
+    loopback I/O is ready as soon as it is sent, so the clock only jumps when every task waits on a timer)."""
     cfg = cfg or HttpConfig()
     metrics = metrics or HttpMetrics()
     handler = handler or make_handler(coord or FakeCoordinator(), metrics, cfg, "n1", now_ms=lambda: NOW_MS)
@@ -151,7 +154,7 @@ def serve(
                 Raw.opened.clear()
             nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    trio.run(main, clock=clock)
 
 
 class Raw:

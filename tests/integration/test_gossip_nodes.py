@@ -1,6 +1,8 @@
 """Gossip liveness between real node processes: three nodes on loopback with fast [membership] timings. A kill -9'd
-node is reported "dead" by the other two in GET /cluster within a bound, "alive" again once restarted, and a
-SIGTERM'd node "left" (it leaves gracefully)."""
+node is reported "dead" by the other two in GET /cluster, "alive" again once restarted, and a SIGTERM'd node "left"
+(it leaves gracefully) - never anything else on the way (no "left" for a crash, no "dead" for a graceful stop).
+How fast is printed, not asserted: detection times are the membership simulation's to bound (tests/sim,
+scripts/sim_membership.py, in virtual time), and the README's real-process figures come from these prints."""
 
 from __future__ import annotations
 
@@ -18,9 +20,9 @@ probe_timeout_s = 0.1
 gossip_interval_s = 0.05
 """
 # with these timings on 3 nodes: probed within ~2 periods (0.4 s), then dead after the suspicion minimum
-# suspicion_mult * probe_interval_s = 0.8 s: about 1-1.5 s; the bound leaves room for a loaded machine
-DEAD_WITHIN_S = 10.0
-ALIVE_WITHIN_S = 20.0  # includes the restart of a process
+# suspicion_mult * probe_interval_s = 0.8 s: about 1-1.5 s. The waits below only bound a hang.
+DEAD_WITHIN_S = 60.0
+ALIVE_WITHIN_S = 60.0  # includes the restart of a process
 
 
 def states(url: str) -> dict[str, str]:
@@ -31,11 +33,14 @@ def states(url: str) -> dict[str, str]:
     return {mb["name"]: mb["state"] for mb in body["members"]}
 
 
-def wait_for(nodes: list[NodeProc], member: str, state: str, within_s: float) -> float:
-    """Seconds until every node in `nodes` reports `member` in `state`."""
+def wait_for(nodes: list[NodeProc], member: str, state: str, within_s: float, never: frozenset[str] = frozenset()
+             ) -> float:
+    """Seconds until every node in `nodes` reports `member` in `state`; none may report a state of `never` meanwhile."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < within_s:
-        if all(states(nd.url).get(member) == state for nd in nodes):
+        seen = [states(nd.url).get(member) for nd in nodes]
+        assert not never.intersection(s for s in seen if s), (member, state, seen)
+        if all(s == state for s in seen):
             return time.monotonic() - t0
         time.sleep(0.05)
     seen = {nd.name: states(nd.url).get(member) for nd in nodes}
@@ -51,7 +56,7 @@ def test_kill_9_is_seen_dead_then_alive_after_restart_and_sigterm_is_seen_left(t
             wait_for(nodes, name, "alive", ALIVE_WITHIN_S)
 
         n3.kill()
-        took = wait_for([n1, n2], "n3", "dead", DEAD_WITHIN_S)
+        took = wait_for([n1, n2], "n3", "dead", DEAD_WITHIN_S, never=frozenset({"left"}))
         print(f"\nkill -9'd node reported dead by both others after {took:.2f} s")
         assert states(n1.url)["n1"] == "alive" and states(n1.url)["n2"] == "alive"
 
@@ -62,5 +67,5 @@ def test_kill_9_is_seen_dead_then_alive_after_restart_and_sigterm_is_seen_left(t
             wait_for([n3], name, "alive", ALIVE_WITHIN_S)
 
         assert n2.stop() == 0
-        took = wait_for([n1, n3], "n2", "left", DEAD_WITHIN_S)
+        took = wait_for([n1, n3], "n2", "left", DEAD_WITHIN_S, never=frozenset({"dead"}))
         print(f"SIGTERM'd node reported left after {took:.2f} s")

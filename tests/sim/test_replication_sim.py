@@ -4,7 +4,9 @@ seed: `SIM_SEED=<seed> .venv/bin/pytest tests/sim/test_replication_sim.py` repla
 `SIM_SEEDS=<n>` runs seeds 1..n (scripts/sim_replication.py runs many and prints a summary).
 
 KNOWN lists the violation tags of bugs already reported to the lead: they are counted, not fatal, so that they do
-not hide other bugs; each has an xfail(strict) test pinned to a seed that shows it. Remove the tag once fixed.
+not hide other bugs; give each a scripted scenario that shows it (xfail strict until fixed). Remove the tag once fixed.
+The three bugs this harness found are scripted in tests/cluster/test_replication_regressions.py, where each trigger
+happens on purpose: a pinned seed stops exercising its bug silently as soon as the code changes its schedule.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tests.sim.repl_net import NetConfig
 from tests.sim.repl_scenario import Workload, check, run_seed
 
 # Tags of reported bugs that are counted, not fatal (none open: the three the harness found are fixed and
-# replayed below as regressions).
+# scripted in tests/cluster/test_replication_regressions.py).
 KNOWN: dict[str, str] = {}
 TOLERATE = frozenset(KNOWN)
 
@@ -49,7 +51,10 @@ def test_five_nodes_two_down_at_once(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", SEEDS[:3])
 def test_hot_contention_few_ids_many_clients_lying_views(seed: int) -> None:
-    check(run_seed(seed, HOT, HOT_NET, tolerate=TOLERATE))
+    rep = run_seed(seed, HOT, HOT_NET, tolerate=TOLERATE)
+    check(rep)
+    # the contention really happened (seeds 1-3 gave 58-104 acks and 29-40 elections): not a run that did nothing
+    assert rep.acked >= 30 and rep.elections >= 10 and rep.crashes + rep.partitions > 0, rep
 
 
 def test_a_seed_replays_exactly() -> None:
@@ -85,19 +90,3 @@ def test_the_harness_catches_a_replica_that_ignores_fences(monkeypatch: pytest.M
     monkeypatch.setattr(ms, "fence_ok", lambda promised, epoch: True)  # a deposed master's writes are stored
     # a stale master's write acked after a newer election's catch-up: the next master misses it (rare: ~1 in 12)
     caught_within(range(1, 41), r"I1b|I2|I5", HOT, HOT_NET)
-
-
-def test_regression_a_read_during_a_partition_needs_r_replicas() -> None:
-    """Seed 7 found GET answering from one (stale) replica; it now answers 503 without R copies."""
-    check(run_seed(7, Workload(k=3, max_down=1), tolerate=TOLERATE - {"I5-read"}))
-
-
-def test_regression_a_deposed_master_confirms_before_not_found() -> None:
-    """Seed 28 found a deposed master answering 404 from its stale copy; it now confirms its epoch first."""
-    check(run_seed(28, Workload(k=5, clients=4, max_down=2), tolerate=TOLERATE - {"I5-notfound"}))
-
-
-def test_regression_every_failure_reaches_the_client_as_a_murmur_error() -> None:
-    """Seed 1 found TooSlowError / ExceptionGroup escaping as a 500."""
-    check(run_seed(1, Workload(k=3, max_down=1), tolerate=TOLERATE - {"I7-escaped"}))
-

@@ -27,7 +27,15 @@ def free_port() -> int:
 
 
 def write_config(
-    root: Path, names: list[str], *, n: int = 1, w: int = 1, r: int = 1, extra: str = "", secret: str = "test-secret"
+    root: Path,
+    names: list[str],
+    *,
+    n: int = 1,
+    w: int = 1,
+    r: int = 1,
+    extra: str = "",
+    secret: str = "test-secret",
+    vnodes: int = 16,
 ) -> Path:
     lines = [
         "[cluster]",
@@ -35,7 +43,7 @@ def write_config(
         f"replication_factor = {n}",
         f"write_quorum = {w}",
         f"read_quorum = {r}",
-        "vnodes = 16",
+        f"vnodes = {vnodes}",
         'data_dir = "data"',
         f'secret = "{secret}"',
         extra,
@@ -60,8 +68,9 @@ def url_of(config: Path, name: str) -> str:
 
 
 class NodeProc:
-    def __init__(self, config: Path, name: str, args: tuple[str, ...] = ()) -> None:
+    def __init__(self, config: Path, name: str, args: tuple[str, ...] = (), prefix: tuple[str, ...] = ()) -> None:
         self.config, self.name, self.args = config, name, args
+        self.prefix = prefix  # e.g. `ip netns exec NS` (it execs the node: the pid is still the node's)
         self.url = url_of(config, name)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = config.parent / f"{name}.test.log"
@@ -69,7 +78,8 @@ class NodeProc:
     def start(self) -> NodeProc:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli.main", "node", "--config", str(self.config), "--name", self.name, *self.args],
+            [*self.prefix, sys.executable, "-m", "node.cli.main", "node", "--config", str(self.config), "--name",
+             self.name, *self.args],
             stdout=log,
             stderr=log,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -119,11 +129,13 @@ class NodeProc:
 
 
 @contextmanager
-def running_nodes(config: Path, names: list[str]) -> Iterator[list[NodeProc]]:
+def running_nodes(
+    config: Path, names: list[str], prefixes: dict[str, tuple[str, ...]] | None = None
+) -> Iterator[list[NodeProc]]:
     nodes: list[NodeProc] = []
     try:
         for name in names:
-            nodes.append(NodeProc(config, name).start())
+            nodes.append(NodeProc(config, name, prefix=(prefixes or {}).get(name, ())).start())
         yield nodes
     finally:
         for nd in nodes:

@@ -1,0 +1,183 @@
+"""Coordinator behaviours the README states, in one process (three NodeServices behind the real Peers shell, whose
+calls go through msgpack to the other service, tests/support/mempool.py): read repair with the repair channel wired
+as node/app.py wires it (a stale replica read through another node is brought up to date; a full repair queue
+drops entries and never blocks a read), the retry of a generated id that collides with a stored one (and the bound
+on those retries), the search deadline turning into `partial: true`, and Peers adopting a newer topology that a
+peer's ping reports (node.cluster.rebalance.Keeper.catch_up). Time is trio's MockClock wherever the code uses trio's
+clock; the deadline test needs the clock the coordinator reads (see there)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+from node.app import REPAIR_QUEUE_MAX
+from node.cluster import limits
+from node.cluster import rebalance as rb
+from node.coordinator import SearchRequest
+from node.errors import Unavailable
+from node.ids import SnowflakeGenerator
+from node.model import TweetIn, TweetPatch
+from node.query.parser import parse
+from node.replication import messages as m
+from node.ring import topology as tp
+from tests.support.mempool import NOW_MS, MemCluster
+
+
+def mock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def until(pred: Callable[[], bool], timeout_s: float, step_s: float = 0.01) -> None:
+    """Wait (in trio's clock) until pred() holds; TooSlowError after timeout_s."""
+    with trio.fail_after(timeout_s):
+        for _ in itertools.count():
+            if pred():
+                return
+            await trio.sleep(step_s)
+
+
+# ---------------------------------------------------------------- read repair
+
+
+def test_a_read_through_another_node_repairs_a_stale_replica() -> None:
+    async def main() -> None:
+        cl = MemCluster(repairs=True)
+        async with trio.open_nursery() as n:
+            cl.start_repairs(n)
+            await cl.coords["a"].create_tweet(TweetIn(text="first words", user="u", id=77))
+            assert all(cl.services[x].shard.tweets[77].text == "first words" for x in cl.names)
+            cl.cut("c")  # c misses the edit (no hints wired here: only a repair can bring it)
+            edited = await cl.coords["a"].patch_tweet(77, TweetPatch(text="second words"))
+            cl.heal()
+            assert cl.services["c"].shard.tweets[77].text == "first words"
+            cl.cut("a")  # b's R=2 read now asks b and c: c's copy is older
+            got = await cl.coords["b"].get_tweet(77)
+            assert got.text == "second words" and got.version == edited.version  # the answer is the newest
+            # virtual seconds: the repair loop runs as soon as it is scheduled
+            await until(lambda: cl.services["c"].shard.tweets[77].version == edited.version, 5)
+            assert cl.services["c"].shard.tweets[77].text == "second words"
+            assert cl.repaired["c"] >= 1
+            n.cancel_scope.cancel()
+
+    trio.run(main, clock=mock())
+
+
+def test_a_full_repair_queue_drops_repairs_and_never_blocks_a_read() -> None:
+    async def main() -> None:
+        cl = MemCluster(repairs=True)  # the channel of node/app.py, with no loop draining it yet
+        ids = list(range(1000, 1000 + 2 * REPAIR_QUEUE_MAX))
+        res = await cl.coords["a"].bulk_create([TweetIn(text=f"old text {i}", user="u", id=i) for i in ids])
+        assert all(not isinstance(r, Exception) for r in res)
+        cl.cut("c")
+        for i in ids:
+            await cl.coords["a"].patch_tweet(i, TweetPatch(text=f"new text {i}"))
+        cl.heal()
+        cl.cut("a")
+        with trio.fail_after(30):  # a blocked send would hang here (autojump: the deadline comes at once)
+            for i in ids:
+                assert (await cl.coords["b"].get_tweet(i)).text == f"new text {i}"
+        sender = cl.repair_channels["b"][0]
+        assert sender.statistics().current_buffer_used == REPAIR_QUEUE_MAX  # full: the other reads' repairs dropped
+        async with trio.open_nursery() as n:
+            cl.start_repairs(n)
+            await until(lambda: not sender.statistics().current_buffer_used, 5)
+            await trio.sleep(0.1)
+            n.cancel_scope.cancel()
+        fixed = [i for i in ids if cl.services["c"].shard.tweets[i].text == f"new text {i}"]
+        assert len(fixed) == REPAIR_QUEUE_MAX, len(fixed)  # the queued ones; anti-entropy is left the rest
+
+    trio.run(main, clock=mock())
+
+
+# ---------------------------------------------------------------- generated ids
+
+
+def test_a_generated_id_that_is_taken_is_retried_with_the_next() -> None:
+    async def main() -> None:
+        cl = MemCluster()
+        predicted = SnowflakeGenerator(1)  # the generator of coordinator "a" (machine 1), same clock
+        first, second = predicted.next_id(NOW_MS), predicted.next_id(NOW_MS)
+        await cl.coords["b"].create_tweet(TweetIn(text="a client chose this id", user="x", id=first))
+        created = await cl.coords["a"].create_tweet(TweetIn(text="no id given", user="y"))
+        assert created.created and created.tweet.id == second  # id_taken, then the next id
+        assert (await cl.coords["c"].get_tweet(first)).text == "a client chose this id"  # untouched
+        # a deleted id is taken forever, too
+        third = predicted.next_id(NOW_MS)
+        await cl.coords["b"].create_tweet(TweetIn(text="soon deleted", user="x", id=third))
+        await cl.coords["b"].delete_tweet(third)
+        again = await cl.coords["a"].create_tweet(TweetIn(text="no id again", user="y"))
+        assert again.tweet.id == predicted.next_id(NOW_MS)
+
+    trio.run(main, clock=mock())
+
+
+def test_generated_id_retries_are_bounded() -> None:
+    async def main() -> None:
+        cl = MemCluster()
+        predicted = SnowflakeGenerator(1)
+        taken = [predicted.next_id(NOW_MS) for _ in range(limits.ID_RETRIES_MAX)]
+        await cl.coords["b"].bulk_create([TweetIn(text=f"taken {i}", user="x", id=i) for i in taken])
+        with pytest.raises(Unavailable, match="free id"):
+            await cl.coords["a"].create_tweet(TweetIn(text="every id I try is taken", user="y"))
+        assert all(cl.services["a"].shard.tweets[i].text.startswith("taken") for i in taken)
+
+    trio.run(main, clock=mock())
+
+
+# ---------------------------------------------------------------- the search deadline
+
+
+def test_a_search_past_its_deadline_answers_partial_with_what_it_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every candidate of a phrase fails the exact check but one, the oldest: the search walks them all, hydrating
+    chunk after chunk from replicas that take 50 ms per read. The coordinator reads its deadline from the clock it
+    uses (today time.monotonic, the real one), so this runs on the real clock and only bounds it from BELOW: the
+    deadline passes however slow the machine. A complete run is the control."""
+    texts = [f"beta then alpha {i}" for i in range(600)]  # both words, never the phrase "alpha beta"
+
+    async def load(cl: MemCluster) -> None:
+        await cl.coords["a"].create_tweet(TweetIn(text="alpha beta at last", user="u", id=1))
+        await cl.coords["a"].bulk_create([TweetIn(text=t, user="u", id=10 + i) for i, t in enumerate(texts)])
+
+    async def run(deadline_s: float) -> tuple[list[int], bool]:
+        cl = MemCluster()
+        await load(cl)
+        cl.slow_reads_s = 0.05
+        monkeypatch.setattr(limits, "SEARCH_DEADLINE_S", deadline_s)
+        res = await cl.coords["b"].search(SearchRequest(parse('"alpha beta"'), count=1))
+        return [t.id for t in res.tweets], res.partial
+
+    assert trio.run(run, 60.0) == ([1], False)  # the control: every chunk read, the one match found
+    ids, partial = trio.run(run, 0.15)
+    assert partial is True and ids in ([], [1]), (ids, partial)  # never a wrong tweet, never an error
+
+
+# ---------------------------------------------------------------- topology from pings
+
+
+def test_a_node_behind_adopts_the_newer_topology_a_peer_reports(tmp_path: Path) -> None:
+    async def main() -> None:
+        cl = MemCluster(data_dir=tmp_path)
+        t1 = cl.keepers["a"].topology
+        assert t1.version == 1 and all(cl.keepers[x].topology == t1 for x in cl.names)
+        t2 = tp.begin_join(t1, "d", "127.0.0.1", 9004, 9104, 9, 8)  # installed on b while a and c were away
+        assert (await cl.keepers["b"].install(t2, rb.FORCE)).ok
+        asked: list[str] = []
+        cl.on_request = lambda to, req: asked.append(to) if isinstance(req, m.TopologyReq) else None
+        async with trio.open_nursery() as n:
+            n.start_soon(cl.peers["a"].count_loop)  # pings every PEER_PING_INTERVAL_S (virtual)
+            # (virtual time runs on while the topology file is written in a thread: a generous bound)
+            await until(lambda: cl.keepers["a"].topology.version >= t2.version, 3600, 0.05)
+            n.cancel_scope.cancel()
+        assert cl.keepers["a"].topology == t2 and rb.load(tmp_path / "a") == t2  # adopted and persisted
+        assert cl.placements["a"].next_ring is not None and "d" in cl.peers["a"].addrs  # and in use
+        assert set(asked) == {"b"}  # fetched from the peer that reported it; c (as old as a) never asked
+        assert msgspec.structs.asdict(cl.keepers["c"].topology) == msgspec.structs.asdict(t1)
+
+    trio.run(main, clock=mock())
