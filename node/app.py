@@ -375,6 +375,7 @@ async def _serve(
                 admin_routes=admin_routes(name, keeper, nursery, leave, snap),
                 figures=figures,
             )
+            await nursery.start(service.run)  # its background sends (fan-outs answered at W)
             await nursery.start(gossip.run)  # cancelled with the rest on SIGTERM: then it leaves (Left)
             await nursery.start(partial(serve_rpc, peers.dispatch, me.host, me.gossip_port, cfg.cluster.secret, name))
             front.target = handler  # the HTTP port has been open since start-up: from now on it serves

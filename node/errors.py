@@ -66,6 +66,13 @@ class NotFound(MurmurError):
     code = "not_found"
 
 
+class Deleted(NotFound):
+    """Internal to a write: the id holds a tombstone (it existed and was deleted). Clients see not_found; a
+    coordinator whose earlier try of a delete may have landed knows from it that the delete is done."""
+
+    code = "deleted"
+
+
 class MethodNotAllowed(MurmurError):
     status = 405
     code = "method_not_allowed"

@@ -7,9 +7,11 @@ Rules (the one place they live):
   records in any order, or twice, gives the same state, and a deleted tweet never comes back.
 - Outbox: a PutTweet/DeleteTweet carries the index work it implies (terms to add, terms to remove). The tweet
   partition keeps it in `outbox` until an OutboxDone for that version (or a newer one) arrives; pending work of
-  successive versions merges, so no term of an older version is forgotten. A record of the version already held
-  that carries work merges its work into the entry (a replica handing its leftover work to the master): work of
-  one version only ever adds that version's terms and removes others, so a union is always safe.
+  successive versions merges, so no term of an older version is forgotten, and no term the new version has is
+  ever removed (a record may carry no work at all: a repair or a catch-up; the new version's terms then come from
+  the tweet itself). A record of the version already held that carries work merges its work into the entry (a
+  replica handing its leftover work to the master): work of one version only ever adds that version's terms and
+  removes others, so a union is always safe.
 - Promises: a Promise(partition, epoch) is this node's durable vow never again to accept a master's writes for
   that partition from an older epoch (node/replication/mastership.py); the highest promise wins.
 - Digests: every stored tweet id (tombstones included) sits in a bucket of its ring token; each bucket keeps an
@@ -91,6 +93,11 @@ def key_hash(tweet_id: int, version: int) -> int:
 
 def bucket_of(tweet_id: int) -> int:
     return tweet_token(tweet_id) >> BUCKET_SHIFT
+
+
+def _terms_of(t: Tweet | None) -> set[str]:
+    """The index terms of a tweet (none for a tombstone)."""
+    return set() if t is None else tweet_terms_words(t.text, t.user, t.lang)[0]
 
 
 def in_range(token: int, start: int, end: int) -> bool:
@@ -176,14 +183,14 @@ class Shard:
         old = self.version_of(t.id)
         if old >= t.version:
             if old == t.version and (rec.add or rec.remove):
-                self._merge_work(t.id, t.version, rec.add, rec.remove)
+                self._merge_work(t.id, t.version, rec.add, rec.remove, t)
             return False
         b = bucket_of(t.id)
         self._rekey(t.id, b, old, t.version)
         if rec.local:
             self._index_locally(t.id, self.store.get(t.id) if old else None, t)
         self.store.put(t, b)
-        self._queue(t.id, t.version, rec.add, rec.remove)
+        self._queue(t.id, t.version, rec.add, rec.remove, t)
         return True
 
     def _index_locally(self, tweet_id: int, before: Tweet | None, after: Tweet | None) -> None:
@@ -203,7 +210,7 @@ class Shard:
         old = self.version_of(d.id)
         if old >= d.version:
             if old == d.version and d.remove and d.id in self.tombstones:
-                self._merge_work(d.id, d.version, (), d.remove)
+                self._merge_work(d.id, d.version, (), d.remove, None)
             return False
         b = bucket_of(d.id)
         self._rekey(d.id, b, old, d.version)
@@ -212,25 +219,33 @@ class Shard:
             if before is not None:
                 self._index_locally(d.id, before, None)
         self.store.delete(d, b)
-        self._queue(d.id, d.version, (), d.remove)
+        self._queue(d.id, d.version, (), d.remove, None)
         return True
 
-    def _queue(self, tweet_id: int, version: int, add: tuple[str, ...], remove: tuple[str, ...]) -> None:
+    def _queue(self, tweet_id: int, version: int, add: tuple[str, ...], remove: tuple[str, ...], has: Tweet | None) -> None:
+        """Record the index work of a new version; `has`: the tweet at that version (None: a tombstone)."""
         old = self.outbox.get(tweet_id)
         if old is not None:
             if old.version >= version:
                 return
-            gone = (set(old.add) | set(old.remove) | set(remove)) - set(add)
+            # The older version's pending work merges in: its terms that the new version does not have must go
+            # (a partial drive may have added them). A record can carry no work at all (a repair, a catch-up):
+            # that says nothing of its terms, so they are taken from the tweet itself; never remove those.
+            gone = (set(old.add) | set(old.remove) | set(remove)) - set(add) - _terms_of(has)
             remove = tuple(sorted(gone))
         if add or remove:
             self.outbox[tweet_id] = OutboxEntry(tweet_id, version, add, remove)
 
-    def _merge_work(self, tweet_id: int, version: int, add: tuple[str, ...], remove: tuple[str, ...]) -> None:
+    def _merge_work(
+        self, tweet_id: int, version: int, add: tuple[str, ...], remove: tuple[str, ...], has: Tweet | None
+    ) -> None:
         e = self.outbox.get(tweet_id)
+        removing = set(remove) | (set(e.remove) if e is not None and e.version == version else set())
+        keep = (set(add) | _terms_of(has)) if removing else set()  # a version's own terms are never removed
         if e is None:
-            self.outbox[tweet_id] = OutboxEntry(tweet_id, version, add, remove)
+            self.outbox[tweet_id] = OutboxEntry(tweet_id, version, add, tuple(sorted(set(remove) - keep)))
         elif e.version == version:
-            gone = (set(e.remove) | set(remove)) - set(e.add) - set(add)
+            gone = removing - set(e.add) - keep
             self.outbox[tweet_id] = OutboxEntry(tweet_id, version, tuple(sorted({*e.add, *add})), tuple(sorted(gone)))
 
     def _outbox_done(self, d: OutboxDone) -> bool:

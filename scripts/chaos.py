@@ -236,6 +236,10 @@ def judge_availability(logs: list[TweetLog], windows: list[Any], quorum: Callabl
             if w.status != 503:
                 continue
             down = {n for win in windows if win.start <= w.t1 and w.t0 <= win.healed for n in win.down}
+            # a 503 from the very node the client asked, while that node is down or restarting, is that node not
+            # serving (like a refused connection: a client then asks another node), not a refused write
+            if w.node in down:
+                continue
             if quorum(down):
                 refused.append({"id": lg.id, "kind": w.kind, "via": w.node, "t0": w.t0, "t1": w.t1,
                                 "down": sorted(down), "err": w.err})

@@ -157,3 +157,26 @@ def test_streamed_postings_ignore_tombstones_but_yield_to_later_removes() -> Non
     assert ids_of(sh, "cat") == [12]
     back = Shard.load(sh.dump())
     assert ids_of(back, "cat") == [12] and back.unsure == {"cat"}
+
+
+def test_a_newer_version_without_work_never_removes_its_own_terms() -> None:
+    """A pending entry of an older version merges into a newer version that arrives without index work (a repair
+    or a catch-up): the old terms the new version lacks are removed, its own never. (Found by the chaos run: a
+    create that was not acknowledged at one master, retried and acknowledged at another in a newer epoch; the
+    first master later learnt the newer version by repair and drove a removal of every term it has.)"""
+    from node.model import Tweet
+    from node.shard import OutboxEntry, PutTweet
+
+    sh = Shard()
+    v1 = Tweet(id=7, created_at_ms=0, user="u", text="same words here", version=1)
+    sh.apply(PutTweet(v1, ("from:u", "here", "same", "words")))  # pending (never driven)
+    v2 = Tweet(id=7, created_at_ms=0, user="u", text="same words here", version=2)
+    sh.apply(PutTweet(v2))  # the newer version, by repair: no work of its own
+    e = sh.outbox.get(7)
+    assert e is None or not set(e.remove) & {"same", "words", "here", "from:u"}, e
+    v3 = Tweet(id=7, created_at_ms=0, user="u", text="other words", version=3)
+    sh.apply(PutTweet(v3))  # an edit known by repair: the old-only terms go, the shared ones stay
+    assert sh.outbox[7] == OutboxEntry(7, 3, (), ("here", "same"))
+    # the same version with work merged in (a hand-over) never removes that version's terms either
+    sh.apply(PutTweet(v3, (), ("other", "here")))
+    assert "other" not in sh.outbox[7].remove and "here" in sh.outbox[7].remove

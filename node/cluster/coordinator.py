@@ -19,7 +19,7 @@ from node.cluster import limits
 from node.cluster.placement import Placement
 from node.cluster.search import ID_MAX, PUSHDOWN_WINDOW_MIN, Outcome, run_pushdown, run_search
 from node.coordinator import Created, SearchRequest, SearchResult, Trend
-from node.errors import Conflict, InvalidField, MurmurError, NotFound, Unavailable
+from node.errors import Conflict, Deleted, InvalidField, MurmurError, NotFound, Unavailable
 from node.ids import IdOutOfRange, SnowflakeGenerator, check_created_at
 from node.index.matcher import phrase_checker
 from node.model import Tweet, TweetIn, TweetPatch
@@ -35,6 +35,7 @@ log = structlog.get_logger("murmur.coordinator")
 
 POPULAR_POOL = 1000  # popular/mixed rank the newest this-many matches by engagement
 _ERRORS = {c.code: c for c in (Conflict, NotFound, InvalidField, Unavailable)}
+_ERRORS[Deleted.code] = NotFound  # a tombstone: to a client, not found
 
 
 def _error(res: m.WriteResult) -> MurmurError:
@@ -74,21 +75,31 @@ class ClusterCoordinator:
     # ------------------------------------------------------------ helpers
 
     def _alive(self) -> set[str] | None:
-        live = {n for n in self.placement.ring.nodes if n == self.me or self.peers.is_up(n)}
+        """The nodes reads prefer: up, and not suspected by gossip (a suspect one is still asked, after them)."""
+        state = getattr(self.peers, "state", {})
+        live = {
+            n for n in self.placement.ring.nodes
+            if n == self.me or (self.peers.is_up(n) and state.get(n, "alive") == "alive")
+        }
         return live or None
 
-    def _master_for(self, tweet_id: int) -> str:
-        """Writes go to the first replica of the partition that is up: it wins (or holds) the mastership."""
+    def _master_for(self, tweet_id: int, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
+        """Where a write goes: the first replica of the partition that gossip holds alive (then a suspect one),
+        not in `exclude` (tried already); it wins (or holds) the mastership. None when none is left."""
         reps = self.placement.tweet(tweet_id)[1]
-        return next((n for n in reps if n == self.me or self.peers.is_up(n)), reps[0])
+        state = getattr(self.peers, "state", {})
+        cands = [n for n in reps if n not in exclude and (n == self.me or self.peers.is_up(n))]
+        alive = [n for n in cands if n == self.me or state.get(n, "alive") == "alive"]
+        pick = alive or cands
+        return pick[0] if pick else None
 
-    async def _gather(self, calls: dict[str, Any]) -> dict[str, Any]:
+    async def _gather(self, calls: dict[str, Any], timeout_s: float = limits.RPC_TIMEOUT_S) -> dict[str, Any]:
         """Send one request per node in parallel; -> answers of the nodes that answered in time."""
         out: dict[str, Any] = {}
 
         async def one(node: str, req: Any) -> None:
             try:
-                out[node] = await self.peers.call(node, req)
+                out[node] = await self.peers.call(node, req, timeout_s)
             except MurmurError as e:
                 log.info("call_failed", to=node, request=type(req).__name__, error=e.code)
 
@@ -119,7 +130,7 @@ class ClusterCoordinator:
                 for nd in nodes:
                     per_node.setdefault(nd, []).append(k)
                     asked[k].add(nd)
-            got = await self._gather({nd: make(ks) for nd, ks in per_node.items()})
+            got = await self._gather({nd: make(ks) for nd, ks in per_node.items()}, limits.SEARCH_PEER_TIMEOUT_S)
             for nd, ks in per_node.items():
                 if nd in got:
                     for pos, k in enumerate(ks):
@@ -178,9 +189,12 @@ class ClusterCoordinator:
             common = reps if common is None else common & reps
             if not common:
                 return []
-        nodes = sorted(common or (), key=lambda n: (n != self.me, n))
-        alive = self._alive()
-        return [n for n in nodes if alive is None or n in alive]
+        alive = self._alive() or set()
+        up = [n for n in sorted(common or ()) if n == self.me or self.peers.is_up(n)]
+        self._rotor += 1  # this node first, then the others from a rotating start (no fixed second holder)
+        k = self._rotor % max(1, len(up))
+        up = up[k:] + up[:k]
+        return sorted(up, key=lambda n: (n != self.me, n not in alive))
 
     async def _pushdown(
         self, q: Query, holders: list[str], hi: int, lo: int, limit: int
@@ -363,21 +377,63 @@ class ClusterCoordinator:
     # ------------------------------------------------------------ writes
 
     async def _write(self, ops: list[m.WriteOp]) -> list[m.WriteResult]:
-        """Group by the master of each tweet's partition: one call per master."""
-        by_master: dict[str, list[int]] = {}
-        for k, op in enumerate(ops):
-            by_master.setdefault(self._master_for(op.id), []).append(k)
-        got = await self._gather({nd: m.WriteReq([ops[k] for k in ks]) for nd, ks in by_master.items()})
-        out: list[m.WriteResult] = [m.WriteResult("error", code="unavailable")] * len(ops)
-        for nd, ks in by_master.items():
-            resp = got.get(nd)
-            for pos, k in enumerate(ks):
-                out[k] = (
-                    resp.results[pos]
-                    if resp is not None
-                    else m.WriteResult("error", code="unavailable", message=f"the master {nd} did not answer")
-                )
-        return out
+        """Group by the master of each tweet's partition: one call per master. A master that does not answer
+        in WRITE_CALL_TIMEOUT_S (dead, paused, cut off) or answers `unavailable` is replaced by the next replica
+        of the partition, which wins the mastership (catching up first), and the write is retried there with a
+        bounded backoff, within WRITE_DEADLINE_S (CONTRACT §6: no write refused while W replicas live). Retrying
+        is safe: a create carries its id (a generated one is fixed before the first try), an edit is idempotent,
+        and a delete that answers not_found after a try that may have landed has done its work."""
+        out: list[m.WriteResult | None] = [None] * len(ops)
+        todo = list(range(len(ops)))
+        tried: dict[int, set[str]] = {k: set() for k in todo}
+        uncertain: set[int] = set()  # an earlier try of these may have landed
+        last: dict[int, str] = {}
+        deadline = trio.current_time() + limits.WRITE_DEADLINE_S
+        backoff = limits.WRITE_RETRY_MIN_S
+        while todo:
+            by_master: dict[str, list[int]] = {}
+            for k in todo:
+                nd = self._master_for(ops[k].id, tried[k])
+                if nd is None and tried[k]:  # every replica tried: start over (one may be back by now)
+                    tried[k].clear()
+                    nd = self._master_for(ops[k].id)
+                if nd is None:
+                    out[k] = m.WriteResult("error", code="unavailable", message="no replica of its partition is up")
+                    continue
+                tried[k].add(nd)
+                by_master.setdefault(nd, []).append(k)
+            left = deadline - trio.current_time()
+            got = await self._gather(
+                {nd: m.WriteReq([ops[k] for k in ks]) for nd, ks in by_master.items()},
+                max(0.05, min(limits.WRITE_CALL_TIMEOUT_S, left)),
+            )
+            todo = []
+            for nd, ks in by_master.items():
+                resp = got.get(nd)
+                for pos, k in enumerate(ks):
+                    r = resp.results[pos] if resp is not None else None
+                    if r is None or r.code == Unavailable.code:
+                        uncertain.add(k)
+                        last[k] = (r.message or "unavailable") if r is not None else f"the master {nd} did not answer"
+                        todo.append(k)
+                    else:
+                        out[k] = r
+            if not todo or trio.current_time() + backoff >= deadline:
+                break
+            await trio.sleep(backoff)
+            backoff = min(2 * backoff, limits.WRITE_RETRY_MAX_S)
+        for k in todo:
+            out[k] = m.WriteResult("error", code="unavailable", message=last.get(k, "not acknowledged"))
+        for k in uncertain:
+            r = out[k]
+            op = ops[k]
+            if r is None:
+                continue
+            if isinstance(op, m.DeleteOp) and r.code == Deleted.code:
+                out[k] = m.WriteResult("ok")  # an earlier try deleted it
+            elif isinstance(op, m.CreateOp) and op.generated and r.status == "exists":
+                out[k] = m.WriteResult("created", r.tweet)  # an earlier try created it: still a new tweet to the client
+        return [r if r is not None else m.WriteResult("error", code="unavailable") for r in out]
 
     def _new_op(self, t: TweetIn, now: int) -> m.CreateOp:
         try:

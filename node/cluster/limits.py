@@ -1,7 +1,13 @@
 """Bounds of the cluster layer, in one place: batch sizes per call, deadlines per call, retries."""
 
 RPC_TIMEOUT_S = 5.0  # one node-to-node call, from send to answer
+WRITE_CALL_TIMEOUT_S = 2.5  # a coordinator's call to a partition's master; then it tries the next replica
+REPLICA_CALL_TIMEOUT_S = 2.0  # a master's confirmation call to one replica; then it asks another
+WRITE_DEADLINE_S = 10.0  # a write's tries at the replicas of its partitions, all together (then 503)
+WRITE_RETRY_MIN_S = 0.05  # backoff between two tries of a write: doubles from this ...
+WRITE_RETRY_MAX_S = 0.5  # ... up to this
 APPLY_RECORDS_MAX = 4096  # records in one ApplyReq (bigger batches are split)
+STRAGGLERS_MAX = 256  # fan-out sends still under way after their write was acknowledged at W (then: wait for all)
 WINDOW_ITEMS_MAX = 256  # terms in one WindowReq / ProbeReq
 PROBE_IDS_MAX = 4096  # ids probed per term per call
 GET_IDS_MAX = 2048  # ids in one GetReq

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ import trio
 
 from node.cluster import limits
 from node.cluster.placement import Placement
-from node.errors import Conflict, MurmurError, NotFound, NotOwner, StaleEpoch, Unavailable
+from node.errors import Conflict, Deleted, MurmurError, NotFound, NotOwner, StaleEpoch, Unavailable
 from node.model import build_tweet, same_content
 from node.query.ast import And, Term, terms_of
 from node.query.match import analysed_terms, index_terms
@@ -54,6 +54,7 @@ from node.shard import (
 from node.text.analyzer import analyse
 
 log = structlog.get_logger("murmur.service")
+_DEFINITE = (NotFound.code, Deleted.code, Conflict.code)  # answers that write nothing: confirmed with W first
 
 
 class Log(Protocol):
@@ -99,6 +100,8 @@ class NodeService:
         self._drained = trio.Event()  # set (and replaced) whenever a version's count drops to zero
         self._export: dict[tuple[tuple[int, int], ...], list[tuple[int, str]]] = {}  # streamed ranges -> (token, term)
         self.local_index = _local_index(placement)
+        self._bg: trio.Nursery | None = None  # run()'s nursery: fan-out sends that outlive their write
+        self._straggling = 0  # such sends under way (bounded by limits.STRAGGLERS_MAX)
 
     # ------------------------------------------------------------ dispatch
 
@@ -145,6 +148,11 @@ class NodeService:
                 raise Unavailable("this node is still starting")
             return await self.keeper.handle(req)
         raise MurmurError(f"unexpected message {type(req).__name__}")
+
+    def _suspect(self, node: str) -> bool:
+        """Whether gossip suspects `node` (still routed to, but asked last where another will do)."""
+        state: dict[str, str] = getattr(self.peers, "state", None) or {}
+        return state.get(node, "alive") != "alive"
 
     def _check_member(self, peer: str) -> None:
         """Only a node of this node's ring (either ring while it moves) may win or use a mastership here: a node
@@ -405,7 +413,9 @@ class NodeService:
                 raise Conflict(f"tweet {op.id} was deleted; its id cannot be used again", "id")
             old = sh.tweets.get(op.id)
             if old is not None:
-                if same_content(old, op.tweet) and not op.generated:
+                # the same content again: a retry (for a generated id, the coordinator's own retry of this very
+                # op, which fixed the id and the time before its first try)
+                if same_content(old, op.tweet) and (not op.generated or old.created_at_ms == op.created_at_ms):
                     if self.local_index:
                         return PutTweet(old, local=True), m.WriteResult("exists", old)
                     return PutTweet(old, tuple(sorted(index_terms(old)[0]))), m.WriteResult("exists", old)
@@ -420,6 +430,8 @@ class NodeService:
             return PutTweet(tweet, tuple(sorted(analysed_terms(a, t.user, t.lang)))), m.WriteResult("created", tweet)
         old = sh.tweets.get(op.id)
         if old is None:
+            if op.id in sh.tombstones:
+                raise Deleted(f"no tweet with id {op.id}: it was deleted", "id")
             raise NotFound(f"no tweet with id {op.id}", "id")
         if isinstance(op, m.DeleteOp):
             version = self._next_version(old.version, epoch)
@@ -535,12 +547,12 @@ class NodeService:
                 pending.append((i, rec))
                 fences[pid] = epochs[pid]
         unconfirmed = {
-            parts[i][0] for i, r in enumerate(results) if r is not None and r.code in (NotFound.code, Conflict.code)
+            parts[i][0] for i, r in enumerate(results) if r is not None and r.code in _DEFINITE
         }
         if unconfirmed:
             lost = await self._confirm({p: epochs[p] for p in unconfirmed})
             for i, r in enumerate(results):
-                if r is not None and r.code in (NotFound.code, Conflict.code) and parts[i][0] in lost:
+                if r is not None and r.code in _DEFINITE and parts[i][0] in lost:
                     results[i] = m.WriteResult("error", code="unavailable", message="mastership not confirmed; retry")
         mine = {_rec_id(r) for _, r in pending} - self._writing
         self._writing |= mine
@@ -567,13 +579,14 @@ class NodeService:
         async def one(pid: int, epoch: int) -> None:
             replicas = self.placement.ring.preference_list(pid, self.placement.n)
             others = [n for n in replicas if n != self.me and self.is_up(n)]
+            others.sort(key=lambda n: self._suspect(n))  # a replica gossip suspects is asked last
             acks = 1
             for node in others:  # sequential: a confirmation is rare (error answers only) and needs W - 1 acks
                 if acks >= self.w:
                     break
                 try:
                     assert self.peers is not None
-                    await self.peers.call(node, m.ApplyReq([], [(pid, epoch)]))
+                    await self.peers.call(node, m.ApplyReq([], [(pid, epoch)]), limits.REPLICA_CALL_TIMEOUT_S)
                     acks += 1
                 except MurmurError as e:
                     if e.code == NotOwner.code:
@@ -600,17 +613,30 @@ class NodeService:
                 by_node.setdefault(node, []).append((key, rec))
                 node_pids.setdefault(node, set()).add(pid)
         node_fences = {nd: [(p, fences[p]) for p in sorted(pids) if p in fences] for nd, pids in node_pids.items()}
-        acks = await self._fan_out(by_node, node_fences)
+        acks = await self._fan_out(by_node, node_fences, need)
         return {k for k, nodes in acks.items() if acked_by_every(nodes, need[k], self.w)}
 
     async def _fan_out(
-        self, by_node: dict[str, list[tuple[int, Record]]], fences: dict[str, list[tuple[int, int]]] | None = None
+        self,
+        by_node: dict[str, list[tuple[int, Record]]],
+        fences: dict[str, list[tuple[int, int]]] | None = None,
+        need: dict[int, tuple[tuple[str, ...], ...]] | None = None,
     ) -> dict[int, set[str]]:
         """Apply each node's records there (here, for this node), in bounded batches, all nodes in parallel.
         `fences`: per node, the (partition, epoch) of this master for the partitions of its records.
         -> key -> the nodes that acknowledged it (durably stored). A replica that refuses a fence has promised
-        a newer master: this node stops ordering those partitions."""
+        a newer master: this node stops ordering those partitions.
+
+        A node gossip holds down is not waited for: what it misses goes straight to its hints. With `need` (key ->
+        the replica sets it must reach W of each) and the service running, the answer comes as soon as every key
+        has W acknowledgements; the sends still under way finish in the background (hinted if they fail), so a
+        slow or paused replica delays no write (CONTRACT §6)."""
         acks: dict[int, set[str]] = {}
+        enough = trio.Event()
+        pending = [0]
+
+        def satisfied() -> bool:
+            return need is not None and all(acked_by_every(acks.get(k, set()), sets, self.w) for k, sets in need.items())
 
         async def send(node: str, batch: list[tuple[int, Record]]) -> None:
             recs = [r for _, r in batch]
@@ -618,6 +644,8 @@ class NodeService:
             try:
                 if node == self.me:
                     await self.apply(recs, fence)
+                elif not self.is_up(node):
+                    raise Unavailable(f"{node} is down")
                 else:
                     assert self.peers is not None
                     await self.peers.call(node, m.ApplyReq(recs, fence or []))
@@ -629,14 +657,50 @@ class NodeService:
                 elif node != self.me and self.hints is not None:
                     await self.hints.add(node, [encode_record(r) for r in recs])  # bounded; replayed when it is up
                 return
-            for k, _ in batch:
-                acks.setdefault(k, set()).add(node)
+            else:
+                for k, _ in batch:
+                    acks.setdefault(k, set()).add(node)
+            finally:
+                pending[0] -= 1
+                if not pending[0] or satisfied():
+                    enough.set()
 
+        batches = [
+            (node, items[start : start + limits.APPLY_RECORDS_MAX])
+            for node, items in by_node.items()
+            for start in range(0, len(items), limits.APPLY_RECORDS_MAX)
+        ]
+        pending[0] = len(batches)
+        bg = self._bg
+        if need is None or bg is None or self._straggling + len(batches) > limits.STRAGGLERS_MAX:
+            async with trio.open_nursery() as n:
+                for node, batch in batches:
+                    n.start_soon(send, node, batch)
+            return acks
+        for node, batch in batches:
+            bg.start_soon(self._straggle, send, node, batch)
+        if batches:
+            await enough.wait()
+        return {k: set(v) for k, v in acks.items()}
+
+    async def _straggle(self, send: Callable[[str, list[tuple[int, Record]]], Awaitable[None]], node: str,
+                        batch: list[tuple[int, Record]]) -> None:
+        """One send of a fan-out in the service's own nursery: it may outlive the write that started it."""
+        self._straggling += 1
+        try:
+            await send(node, batch)
+        finally:
+            self._straggling -= 1
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The service's background work: the sends of fan-outs that answered at W (see _fan_out)."""
         async with trio.open_nursery() as n:
-            for node, items in by_node.items():
-                for start in range(0, len(items), limits.APPLY_RECORDS_MAX):
-                    n.start_soon(send, node, items[start : start + limits.APPLY_RECORDS_MAX])
-        return acks
+            self._bg = n
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._bg = None
 
     async def drive_outbox(self, tweet_ids: set[int]) -> set[int]:
         """Bring the index work of these tweets to W replicas of each term partition. -> ids now done.
@@ -659,6 +723,7 @@ class NodeService:
             self._driving[e.tweet_id] = ev
         try:
             by_node: dict[str, list[tuple[int, Record]]] = {}
+            need: dict[int, tuple[tuple[str, ...], ...]] = {}
             for k, e in enumerate(entries):
                 adds, rems = set(e.add), set(e.remove)
                 for node, terms in self.placement.terms_by_node(itertools.chain(e.add, e.remove)).items():
@@ -666,13 +731,10 @@ class NodeService:
                         e.tweet_id, e.version, tuple(t for t in terms if t in adds), tuple(t for t in terms if t in rems)
                     )
                     by_node.setdefault(node, []).append((k, op))
-            acked_by = await self._fan_out(by_node)
-            done: list[OutboxEntry] = []
-            for k, e in enumerate(entries):
-                got = acked_by.get(k, set())
-                sets = {reps for t in (*e.add, *e.remove) for reps in self.placement.term_write_sets(t)}
-                if acked_by_every(got, sets, self.w):
-                    done.append(e)
+                # acknowledgements are counted per distinct replica set, not per term
+                need[k] = tuple({reps for t in (*e.add, *e.remove) for reps in self.placement.term_write_sets(t)})
+            acked_by = await self._fan_out(by_node, None, need)
+            done = [e for k, e in enumerate(entries) if acked_by_every(acked_by.get(k, set()), need[k], self.w)]
             if done:
                 await self._finish(done)
             return {e.tweet_id for e in done}
@@ -685,10 +747,12 @@ class NodeService:
         """Record OutboxDone here, durably, and tell the other replicas of each tweet (best effort)."""
         recs = [OutboxDone(e.tweet_id, e.version) for e in done]
         by_node: dict[str, list[tuple[int, Record]]] = {}
+        need: dict[int, tuple[tuple[str, ...], ...]] = {}
         for k, r in enumerate(recs):
-            for node in _union(self.placement.tweet_write_sets(r.tweet_id)):
+            need[k] = sets = self.placement.tweet_write_sets(r.tweet_id)
+            for node in _union(sets):
                 by_node.setdefault(node, []).append((k, r))
-        await self._fan_out(by_node)
+        await self._fan_out(by_node, None, need)  # the write does not wait for a slow replica's copy of this
 
     async def outbox_loop(self) -> None:
         """Finish index work left over (a crash mid-write, or W not reached then) for partitions mastered here."""

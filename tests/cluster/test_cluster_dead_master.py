@@ -3,8 +3,8 @@
 n5 masters are created; n5 is killed with SIGKILL and, at once, while every survivor still routes to it, new
 tweets of its partitions are created and its tweets edited and deleted through the survivors. W=2 replicas of every
 partition live, so the contract wants every one of those writes acknowledged (the coordinator moving to the next
-live replica), and each then found exactly on every survivor. Today they are answered 503 until gossip declares n5
-dead: a strict xfail until the fix lands (then this test passes, XPASS fails the run, and the mark goes)."""
+live replica), and each then found exactly on every survivor. (Before the fix they were answered 503 until gossip
+declared n5 dead.)"""
 
 from __future__ import annotations
 
@@ -43,8 +43,6 @@ def believed_up(c: httpx.Client, node: str) -> bool:
     return {mb["name"]: mb["state"] for mb in c.get("/cluster").json()["members"]}[node] in ("alive", "suspect")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 §1: a coordinator keeps sending a partition's "
-                   "writes to its dead master until gossip declares it dead, and answers 503 meanwhile")
 def test_writes_to_a_dead_master_still_believed_alive_are_acknowledged(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, NAMES, n=3, w=2, r=2)
     with running_nodes(cfg, NAMES) as nodes:

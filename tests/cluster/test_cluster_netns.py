@@ -4,8 +4,8 @@ userspace switch stands in for `tc netem`, which this kernel lacks). Writes thro
 read back as sent, searches are exact (the oracle) everywhere. Then one node is cut off from everyone, both ways:
 once the others see it dead, reads and searches stay complete and exact on them; healed, a refused write retried
 with its id is acknowledged, every replica's own copy of every partition agrees (digests over the authenticated
-transport) and every node answers exactly. Writes are not acknowledged while the node is cut off (issue 11 §1):
-that contract has its own strict xfail here. Skipped, visibly, without root or /dev/net/tun; the lab (namespaces,
+transport) and every node answers exactly. Writes are acknowledged while the node is cut off (issue 11 §1,
+CONTRACT §6): the masters answer at W, and the coordinators move to a live replica. Skipped, visibly, without root or /dev/net/tun; the lab (namespaces,
 TAPs, the switch) is removed whatever happens, by the fixture's finalizer."""
 
 from __future__ import annotations
@@ -167,9 +167,6 @@ def test_a_cut_off_node_leaves_reads_exact_and_catches_up_after_the_heal(net: Ne
     assert net.lab.stats().get("cut", 0) > 0
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 §1: a replica cut off by the network stalls every write of its "
-                   "partitions for the RPC timeout (the master waits for it even once gossip says dead), so the "
-                   "coordinator's call to the master times out and the write is answered 503 although W replicas live")
 def test_no_write_is_refused_while_a_node_is_cut_off(net: Net) -> None:
     survivors = net.clients[:2]
     net.lab.cut("n3", "*")

@@ -25,7 +25,7 @@ SCRIPT = ROOT / "scripts" / "chaos.py"
 # asks for acknowledged writes during kills only (a SIGSTOP or an isolation stalls them today). With the fix, set
 # this to True: the run then fails on any such refusal and wants writes acknowledged during every fault, as the
 # long runs do by default (--strict-availability).
-ISSUE_11_S1_FIXED = False
+ISSUE_11_S1_FIXED = True
 UNANSWERED_SHARE_MAX = 0.10  # writes that got no answer at all (timeouts, broken connections)
 
 
