@@ -23,6 +23,7 @@ class SearchRequest(msgspec.Struct, frozen=True):
     since_id: int | None = None  # only ids > since_id
     result_type: ResultType = "recent"
     explain: bool = False
+    render: bool = False  # the page may come back rendered (SearchResult.rendered) instead of as tweets
 
 
 class SearchResult(msgspec.Struct):
@@ -30,6 +31,7 @@ class SearchResult(msgspec.Struct):
     next_max_id: int | None  # pass as max_id to get the next page; None when there is none
     partial: bool = False  # some partition could not answer with R copies in time
     stages: dict[str, float] | None = None  # explain=true: stage name -> milliseconds
+    rendered: list[msgspec.Raw] | None = None  # the page already rendered (JSON of each TweetOut), instead of tweets
 
 
 class Created(msgspec.Struct):

@@ -7,22 +7,25 @@ A cluster of one is the same code with every call local. It implements node.coor
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import msgspec
 import structlog
 import trio
 
 from node.cluster import limits
+from node.cluster.batching import WriteBatcher
 from node.cluster.placement import Placement
 from node.cluster.search import ID_MAX, PUSHDOWN_WINDOW_MIN, Outcome, run_pushdown, run_search
 from node.coordinator import Created, SearchRequest, SearchResult, Trend
 from node.errors import Conflict, Deleted, InvalidField, MurmurError, NotFound, Unavailable
 from node.ids import IdOutOfRange, SnowflakeGenerator, check_created_at
 from node.index.matcher import phrase_checker
-from node.model import Tweet, TweetIn, TweetPatch
+from node.model import Tweet, TweetIn, TweetPatch, render
 from node.query.ast import Query, terms_of
 from node.replication import messages as m
 from node.replication.quorum import merge_windows, read_set, resolve_tweets
@@ -32,6 +35,7 @@ from node.shard import Record
 from node.trends import rank
 
 log = structlog.get_logger("murmur.coordinator")
+_json_enc = msgspec.json.Encoder()
 
 POPULAR_POOL = 1000  # popular/mixed rank the newest this-many matches by engagement
 _ERRORS = {c.code: c for c in (Conflict, NotFound, InvalidField, Unavailable)}
@@ -71,6 +75,8 @@ class ClusterCoordinator:
         self.service: Any = None  # the local NodeService, for health figures
         self.keeper: Any = None  # node.cluster.rebalance.Keeper: this node's topology, for /health and /cluster
         self._rotor = 0  # which replica a local-first search asks first
+        self._render_cache: dict[int, tuple[int, msgspec.Raw]] = {}  # id -> (version, its JSON): bounded
+        self._batcher = WriteBatcher(self._send_writes)  # concurrent writes to one master share calls
 
     # ------------------------------------------------------------ helpers
 
@@ -263,10 +269,11 @@ class ClusterCoordinator:
         stages: dict[str, float] = {}
         hi = ID_MAX if max_id is None else max_id
         lo = 0 if since_id is None else since_id
-        results: list[Tweet] = []
+        hits: list[tuple[int, int]] = []
+        fetched: dict[int, Tweet] = {}
         partial = False
         if hi <= lo:
-            return Outcome(results, False, stages)
+            return Outcome([], False, stages, hits, fetched)
         verify = q.needs_tweet() or svc.query_unsure(q.root)
         check = phrase_checker(q)
         limit = max(need + need // 2, PUSHDOWN_WINDOW_MIN)
@@ -298,22 +305,53 @@ class ClusterCoordinator:
                     if recs:
                         self._repair(peers[0], recs)
                 t0 = time.perf_counter()
+                ours = dict(mine)
                 for i in res.ids:
-                    tw = res.fetched.get(i) or shard.tweets.get(i)
-                    if tw is None:
-                        continue
-                    if (verify or i in res.check) and not check(tw):
-                        continue
-                    results.append(tw)
+                    tw = res.fetched.get(i)
+                    if tw is not None:
+                        fetched[i] = tw
+                    elif verify or i in res.check:
+                        tw = shard.tweets.get(i)
+                    if verify or i in res.check:
+                        if tw is None or not check(tw):
+                            continue
+                    v = tw.version if tw is not None else ours.get(i) or shard.store.version_of(i)
+                    if v:  # (0: gone here meanwhile)
+                        hits.append((i, v))
                 stages["hydrate"] = round(stages.get("hydrate", 0.0) + (time.perf_counter() - t0) * 1000, 3)
-                if len(results) >= need:
-                    return Outcome(results[:need], partial, stages)
+                if len(hits) >= need:
+                    return Outcome([], partial, stages, hits[:need], fetched)
                 if res.exhausted or res.floor - 1 <= lo:
-                    return Outcome(results, partial, stages)
+                    return Outcome([], partial, stages, hits, fetched)
                 hi = res.floor - 1
                 limit = min(limits.WINDOW_LIMIT_MAX, limit * 4)
         # the deadline ran out (scope cancelled), or the rounds did: what was found, marked partial
-        return Outcome(results[:need], True, stages)
+        return Outcome([], True, stages, hits[:need], fetched)
+
+    def _rendered(self, hits: list[tuple[int, int]], fetched: dict[int, Tweet]) -> list[msgspec.Raw]:
+        """The JSON of each hit (id, version), from the render cache or rendered now from this node's copy (or
+        the peer's newer one) and kept: a tweet's JSON changes only with its version."""
+        cache = self._render_cache
+        out: list[msgspec.Raw] = []
+        for i, v in hits:
+            got = cache.get(i)
+            if got is None or got[0] != v:
+                tw = fetched.get(i) or self.service.shard.tweets.get(i)
+                if tw is None or tw.version != v:
+                    continue  # changed since it was found: left out of this page rather than shown wrong
+                if len(cache) >= limits.RENDER_CACHE_MAX:
+                    for k in list(itertools.islice(cache, limits.RENDER_CACHE_MAX // 4)):  # the oldest quarter
+                        del cache[k]
+                got = cache[i] = (v, msgspec.Raw(_json_enc.encode(render(tw))))
+            out.append(got[1])
+        return out
+
+    def _materialize(self, out: Outcome) -> list[Tweet]:
+        """The tweets of a local search's hits (popular and mixed rank them by engagement)."""
+        if out.hits is None:
+            return out.tweets
+        tweets = (out.fetched.get(i) or self.service.shard.tweets.get(i) for i, _v in out.hits)
+        return [t for t in tweets if t is not None]
 
     async def search(self, req: SearchRequest) -> SearchResult:
         need = req.count + 1 if req.result_type == "recent" else POPULAR_POOL + 1
@@ -329,12 +367,18 @@ class ClusterCoordinator:
             )
         if out is None:
             out = await run_search(q, need, req.max_id, req.since_id, self._windows, self._probes, self._hydrate, deadline)
+        if req.render and req.result_type == "recent" and out.hits is not None:
+            page_hits = out.hits[: req.count]
+            nxt = page_hits[-1][0] - 1 if len(out.hits) > req.count and page_hits[-1][0] > 1 else None
+            rendered = self._rendered(page_hits, out.fetched)
+            return SearchResult([], nxt, out.partial, out.stages if req.explain else None, rendered)
+        tweets = self._materialize(out)
         if req.result_type == "recent":
-            page = out.tweets[: req.count]
-            nxt = page[-1].id - 1 if len(out.tweets) > req.count and page[-1].id > 1 else None
+            page = tweets[: req.count]
+            nxt = page[-1].id - 1 if len(tweets) > req.count and page[-1].id > 1 else None
         else:
-            pool = out.tweets[:POPULAR_POOL]
-            page, nxt = order_results(pool, req.result_type, req.count, len(out.tweets) > POPULAR_POOL)
+            pool = tweets[:POPULAR_POOL]
+            page, nxt = order_results(pool, req.result_type, req.count, len(tweets) > POPULAR_POOL)
         return SearchResult(page, nxt, out.partial, out.stages if req.explain else None)
 
     async def trends(self, window_s: int, count: int, now_ms: int) -> list[Trend]:
@@ -402,16 +446,20 @@ class ClusterCoordinator:
                     continue
                 tried[k].add(nd)
                 by_master.setdefault(nd, []).append(k)
-            left = deadline - trio.current_time()
-            got = await self._gather(
-                {nd: m.WriteReq([ops[k] for k in ks]) for nd, ks in by_master.items()},
-                max(0.05, min(limits.WRITE_CALL_TIMEOUT_S, left)),
-            )
+            got: dict[str, list[m.WriteResult] | None] = {}
+            with trio.move_on_after(max(0.05, deadline - trio.current_time())):
+                if len(by_master) == 1:
+                    ((nd, ks),) = by_master.items()
+                    got[nd] = await self._batcher.submit(nd, [ops[k] for k in ks])
+                else:
+                    async with trio.open_nursery() as n:
+                        for nd, ks in by_master.items():
+                            n.start_soon(self._submit, got, nd, [ops[k] for k in ks])
             todo = []
             for nd, ks in by_master.items():
-                resp = got.get(nd)
+                results = got.get(nd)
                 for pos, k in enumerate(ks):
-                    r = resp.results[pos] if resp is not None else None
+                    r = results[pos] if results is not None else None
                     if r is None or r.code == Unavailable.code:
                         uncertain.add(k)
                         last[k] = (r.message or "unavailable") if r is not None else f"the master {nd} did not answer"
@@ -434,6 +482,19 @@ class ClusterCoordinator:
             elif isinstance(op, m.CreateOp) and op.generated and r.status == "exists":
                 out[k] = m.WriteResult("created", r.tweet)  # an earlier try created it: still a new tweet to the client
         return [r if r is not None else m.WriteResult("error", code="unavailable") for r in out]
+
+    async def _submit(self, got: dict[str, list[m.WriteResult] | None], nd: str, ops: list[m.WriteOp]) -> None:
+        got[nd] = await self._batcher.submit(nd, ops)
+
+    async def _send_writes(self, master: str, ops: list[m.WriteOp]) -> list[m.WriteResult] | None:
+        """One WriteReq of a batch (node/cluster/batching.py); None when the master did not answer in time."""
+        try:
+            resp = await self.peers.call(master, m.WriteReq(ops), limits.WRITE_CALL_TIMEOUT_S)
+        except MurmurError as e:
+            log.info("call_failed", to=master, request="WriteReq", ops=len(ops), error=e.code)
+            return None
+        results: list[m.WriteResult] = resp.results
+        return results
 
     def _new_op(self, t: TweetIn, now: int) -> m.CreateOp:
         try:

@@ -21,6 +21,7 @@ REPAIRS_IN_FLIGHT_MAX = 64  # read repairs queued at once; more are dropped (ant
 PEER_PING_INTERVAL_S = 1.0  # how often each peer's liveness is checked for /cluster and /health
 SEARCH_ROUNDS_MAX = 64  # window rounds one search may take
 SEARCH_DEADLINE_S = 10.0  # a search that has not finished by then answers what it has, partial=true
+RENDER_CACHE_MAX = 50_000  # tweets whose rendered JSON a coordinator keeps (~300 B each), by id and version
 SEARCH_PEER_TIMEOUT_S = 2.0  # a local-first search's digest read from one replica; then it asks another
 TRENDS_TAGS_MAX = 2000  # hashtags one node reports for /trends
 ELECTION_ATTEMPTS_MAX = 6  # promise rounds one election tries before the write answers 503

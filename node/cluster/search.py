@@ -47,6 +47,10 @@ class Outcome:
     tweets: list[Tweet]
     partial: bool
     stages: dict[str, float]
+    # A local-first search's results as (id, version), newest first, instead of `tweets`: rendered from the
+    # node's own copy (or from `fetched`, the other replica's newer copies) only for the page returned.
+    hits: list[tuple[int, int]] | None = None
+    fetched: dict[int, Tweet] = field(default_factory=dict)
 
 
 async def run_search(

@@ -37,6 +37,7 @@ from node.http.schema import (
     ErrorDetail,
     SearchMetadata,
     SearchResponse,
+    SearchResponseRendered,
     TrendOut,
     TrendsResponse,
 )
@@ -305,6 +306,7 @@ class _Api:
                     since_id=since_id,
                     result_type=result_type,  # type: ignore[arg-type]  # checked against RESULT_TYPES above
                     explain=True,  # stages are timed anyway: always kept for the stage histograms
+                    render=True,
                 )
             )
         if result.stages:
@@ -321,6 +323,8 @@ class _Api:
             next_max_id_str=None if nxt is None else str(nxt),
             stages=result.stages if explain else None,
         )
+        if result.rendered is not None:
+            return _json(200, SearchResponseRendered(statuses=result.rendered, search_metadata=meta))
         return _json(200, SearchResponse(statuses=[render(t) for t in result.tweets], search_metadata=meta))
 
     async def trends(self, req: Request, _: int) -> Response:

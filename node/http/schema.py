@@ -38,6 +38,13 @@ class SearchResponse(msgspec.Struct):
     search_metadata: SearchMetadata
 
 
+class SearchResponseRendered(msgspec.Struct):
+    """SearchResponse with its statuses already rendered (the same JSON, for the encoder only)."""
+
+    statuses: list[msgspec.Raw]
+    search_metadata: SearchMetadata
+
+
 class TrendOut(msgspec.Struct):
     hashtag: str  # with '#'
     count: int
