@@ -516,8 +516,9 @@ class _Snapshotter:
         self.running = True
         t0 = trio.current_time()
         try:
-            # The child sees the state at the fork, which holds every record with an lsn <= lsn (records are
-            # applied before the WAL hands out their lsns, with no await between).
+            # The child sees the state at the fork, which holds every record with an lsn <= lsn: a batch is
+            # applied whole before the WAL hands out its lsns (it may yield while applying, but it gets no lsn
+            # until every record of it is applied), so an applied record may lack an lsn, never the reverse.
             size = await snapshot_in_child(self.st.directory, lsn, self.shard.dump_parts)
         except OSError as e:
             self.last = {"error": str(e), "why": why, "at_lsn": lsn}

@@ -315,6 +315,7 @@ class ClusterCoordinator:
                     if verify or i in res.check:
                         if tw is None or not check(tw):
                             continue
+                        fetched[i] = tw  # built for the check: rendered from it too
                     v = tw.version if tw is not None else ours.get(i) or shard.store.version_of(i)
                     if v:  # (0: gone here meanwhile)
                         hits.append((i, v))

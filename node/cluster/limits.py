@@ -7,6 +7,7 @@ WRITE_DEADLINE_S = 10.0  # a write's tries at the replicas of its partitions, al
 WRITE_RETRY_MIN_S = 0.05  # backoff between two tries of a write: doubles from this ...
 WRITE_RETRY_MAX_S = 0.5  # ... up to this
 APPLY_RECORDS_MAX = 4096  # records in one ApplyReq (bigger batches are split)
+YIELD_EVERY = 256  # records (or ops) a batch handles between two checkpoints, so that searches interleave
 STRAGGLERS_MAX = 256  # fan-out sends still under way after their write was acknowledged at W (then: wait for all)
 WINDOW_ITEMS_MAX = 256  # terms in one WindowReq / ProbeReq
 PROBE_IDS_MAX = 4096  # ids probed per term per call

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import msgspec
 import structlog
 import trio
+import trio.lowlevel
 
 from node.cluster import limits
 from node.cluster.placement import Placement
@@ -181,8 +182,10 @@ class NodeService:
             records = [_localized(r) for r in records]
         now = self.clock_ms()
         changed = 0
-        for r in records:
+        for k, r in enumerate(records):
             changed += self._apply_one(r, now)
+            if k % limits.YIELD_EVERY == limits.YIELD_EVERY - 1:
+                await trio.lowlevel.checkpoint()  # a big batch does not hold searches up (snapshots: see _Snapshotter)
         await self.wal.append([encode_record(r) for r in records])
         return changed
 
@@ -531,6 +534,8 @@ class NodeService:
         pending: list[tuple[int, Record]] = []
         fences: dict[int, int] = {}
         for i, op in enumerate(ops):
+            if i % limits.YIELD_EVERY == limits.YIELD_EVERY - 1:
+                await trio.lowlevel.checkpoint()  # between ops: each op's check and apply stay together
             pid = parts[i][0]
             if pid in failed:
                 e = failed[pid]

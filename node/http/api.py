@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 import structlog
+import trio
+import trio.lowlevel
 
 from node import reqid
 from node.config import AuthConfig, HttpConfig
@@ -246,6 +248,8 @@ class _Api:
         valid: list[TweetIn] = []
         slots: list[int] = []  # index in items of each valid line
         for lineno, raw in lines:
+            if lineno % 256 == 0:
+                await trio.lowlevel.checkpoint()  # a big bulk does not hold the node's other requests up
             try:
                 valid.append(parse_tweet_in(_decode(raw)))
                 slots.append(len(items))
