@@ -1,6 +1,8 @@
 """The coordinator every node runs (CONTRACT: any node coordinates). Writes go to the master of the tweet's
 partition, grouped so that a batch costs one call per master; reads ask R replicas of each partition (this node
-first when it holds a copy), merge by version and repair stale copies in the background.
+first when it holds a copy), merge by version and repair stale copies in the background. A search is the shell of
+the sans-I/O node/search/cursor.py: `drive` carries out the steps the cursor asks for (calls through
+node/cluster/fanout.py) under one deadline, and feeds it the answers.
 
 A cluster of one is the same code with every call local. It implements node.coordinator.Coordinator.
 """
@@ -9,28 +11,45 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 import structlog
 import trio
 
-from node.cluster import limits
+from node.cluster import fanout, limits
 from node.cluster.batching import WriteBatcher
 from node.cluster.placement import Placement
-from node.cluster.search import ID_MAX, PUSHDOWN_WINDOW_MIN, Outcome, run_pushdown, run_search
 from node.coordinator import Created, SearchRequest, SearchResult, Trend
 from node.errors import Conflict, Deleted, InvalidField, MurmurError, NotFound, Unavailable
 from node.ids import IdOutOfRange, SnowflakeGenerator, check_created_at
-from node.index.matcher import phrase_checker
 from node.model import Tweet, TweetIn, TweetPatch, render
-from node.query.ast import Query, terms_of
+from node.query.ast import terms_of
 from node.replication import messages as m
-from node.replication.quorum import merge_windows, read_set, resolve_tweets
-from node.search.digest import alone, resolve
-from node.search_order import order_results
+from node.search.cursor import (
+    Answer,
+    Digest,
+    DigestAnswer,
+    Done,
+    Hydrate,
+    HydrateAnswer,
+    Outcome,
+    Plan,
+    Probes,
+    ProbesAnswer,
+    Pushdown,
+    PushdownAnswer,
+    Repair,
+    SearchCursor,
+    Step,
+    Windows,
+    WindowsAnswer,
+    copies_of,
+    newest,
+)
+from node.search.digest import unknown_ids
+from node.search.order import order_results
 from node.shard import Record
 from node.trends import rank
 
@@ -48,6 +67,33 @@ def _error(res: m.WriteResult) -> MurmurError:
     if cls is MurmurError:
         e.code = res.code or "internal"
     return e
+
+
+# explain's stages (and the stage histograms): a step's calls are timed under _STAGE, the cursor's work on its
+# answer under _FED, the stage that work belongs to: after a digest, this node's confirmed copies made into hits
+# ("hydrate", as the local plan's own reads); after a hydration, the exact checks ("verify").
+_STAGE = {Windows: "windows", Probes: "probes", Pushdown: "query", Digest: "query", Hydrate: "hydrate"}
+_FED = {Windows: "windows", Probes: "probes", Pushdown: "query", Digest: "hydrate", Hydrate: "verify"}
+
+
+async def drive(cur: SearchCursor, run: Callable[[Step], Awaitable[Answer]]) -> Outcome:
+    """Carry a search cursor (node/search/cursor.py) to its end within limits.SEARCH_DEADLINE_S: each step's calls
+    (`run`), then its answer fed back. When the deadline runs out, what was found so far, `partial`."""
+    ms: dict[str, float] = {}
+    with trio.move_on_after(limits.SEARCH_DEADLINE_S) as scope:
+        while not isinstance(step := cur.next_step(), Done):
+            t0 = time.perf_counter()
+            answer = await run(step)
+            t1 = time.perf_counter()
+            cur.feed(answer)
+            t2 = time.perf_counter()
+            kind = type(step)
+            stage, fed = _STAGE[kind], _FED[kind]
+            ms[stage] = ms.get(stage, 0.0) + (t1 - t0) * 1000
+            ms[fed] = ms.get(fed, 0.0) + (t2 - t1) * 1000
+    out = cur.outcome(timed_out=scope.cancelled_caught)
+    out.stages = {k: round(v, 3) for k, v in ms.items()}
+    return out
 
 
 class ClusterCoordinator:
@@ -99,93 +145,14 @@ class ClusterCoordinator:
         pick = alive or cands
         return pick[0] if pick else None
 
-    async def _gather(self, calls: dict[str, Any], timeout_s: float = limits.RPC_TIMEOUT_S) -> dict[str, Any]:
-        """Send one request per node in parallel; -> answers of the nodes that answered in time."""
-        out: dict[str, Any] = {}
-
-        async def one(node: str, req: Any) -> None:
-            try:
-                out[node] = await self.peers.call(node, req, timeout_s)
-            except MurmurError as e:
-                log.info("call_failed", to=node, request=type(req).__name__, error=e.code)
-
-        async with trio.open_nursery() as n:
-            for node, req in calls.items():
-                n.start_soon(one, node, req)
-        return out
-
     async def _read(
         self, keys: list[Any], replicas_of: Callable[[Any], tuple[str, ...]], make: Callable[[list[Any]], Any]
-    ) -> tuple[dict[Any, list[tuple[str, Any, int]]], bool]:
-        """Ask R replicas for each key, batched per node; retry keys short of R on the replicas not yet asked.
-        -> (key -> [(node, response, position of the key in that node's request)], partial)."""
-        alive = self._alive()
-        answers: dict[Any, list[tuple[str, Any, int]]] = {k: [] for k in keys}
-        asked: dict[Any, set[str]] = {k: set() for k in keys}
-        chosen: dict[tuple[str, ...], list[str]] = {}  # a few distinct replica lists per request: choose once each
-        todo: dict[Any, list[str]] = {}
-        for k in keys:
-            reps = replicas_of(k)
-            pick = chosen.get(reps)
-            if pick is None:
-                pick = chosen[reps] = read_set(reps, self.r, self.me, alive)
-            todo[k] = pick
-        for _attempt in range(2):
-            per_node: dict[str, list[Any]] = {}
-            for k, nodes in todo.items():
-                for nd in nodes:
-                    per_node.setdefault(nd, []).append(k)
-                    asked[k].add(nd)
-            got = await self._gather({nd: make(ks) for nd, ks in per_node.items()}, limits.SEARCH_PEER_TIMEOUT_S)
-            for nd, ks in per_node.items():
-                if nd in got:
-                    for pos, k in enumerate(ks):
-                        answers[k].append((nd, got[nd], pos))
-            todo = {}
-            for k in keys:
-                short = self.r - len(answers[k])
-                if short > 0:
-                    spare = [nd for nd in replicas_of(k) if nd not in asked[k]][:short]
-                    if spare:
-                        todo[k] = spare
-            if not todo:
-                break
-        partial = any(len(a) < self.r for a in answers.values())
-        return answers, partial
-
-    # ------------------------------------------------------------ reads
-
-    async def _windows(
-        self, asks: dict[str, tuple[int, int, int]]
-    ) -> tuple[dict[str, m.WindowResult], bool, bool]:
-        terms = sorted(asks)
-        answers, partial = await self._read(
-            terms,
-            lambda t: self.placement.term(t)[1],
-            lambda ts: m.WindowReq([m.WindowItem(t, asks[t][0], asks[t][1] or None, asks[t][2]) for t in ts]),
+    ) -> dict[Any, list[tuple[str, Any, int]]]:
+        """R replicas of each key (node/cluster/fanout.py): -> key -> [(node, response, position of the key)]."""
+        return await fanout.quorum_read(
+            self.peers.call, keys, replicas_of, make,
+            r=self.r, me=self.me, alive=self._alive(), timeout_s=limits.SEARCH_PEER_TIMEOUT_S,
         )
-        out = {}
-        disagree = False
-        for t, got in answers.items():
-            if got:
-                results = [resp.items[pos] for _nd, resp, pos in got]
-                out[t], differ = merge_windows(results, asks[t][2])
-                # streamed postings (a topology change) may hold a removed posting on every replica asked
-                disagree = disagree or differ or any(r.unsure for r in results)
-        return out, partial, disagree
-
-    async def _probes(self, asks: dict[str, list[int]]) -> tuple[dict[str, set[int]], bool, bool]:
-        answers, partial = await self._read(
-            sorted(asks), lambda t: self.placement.term(t)[1], lambda ts: m.ProbeReq([m.ProbeItem(t, asks[t]) for t in ts])
-        )
-        out: dict[str, set[int]] = {}
-        disagree = False
-        for t, got in answers.items():
-            if got:
-                sets = [set(resp.present[pos]) for _nd, resp, pos in got]
-                out[t] = set().union(*sets)
-                disagree = disagree or any(x != sets[0] for x in sets[1:]) or any(resp.unsure for _n, resp, _p in got)
-        return out, partial, disagree
 
     def _holders(self, terms: set[str]) -> list[str]:
         """Nodes that replicate the partition of every one of `terms`, in preference of this node first."""
@@ -202,54 +169,6 @@ class ClusterCoordinator:
         up = up[k:] + up[:k]
         return sorted(up, key=lambda n: (n != self.me, n not in alive))
 
-    async def _pushdown(
-        self, q: Query, holders: list[str], hi: int, lo: int, limit: int
-    ) -> tuple[m.WindowResult | None, bool, bool]:
-        """Ask R holders to evaluate the whole query; a holder that fails is replaced by a spare one."""
-        answers: list[m.WindowResult] = []
-        todo, spare = holders[: self.r], holders[self.r :]
-        while todo and len(answers) < self.r:
-            req = m.QueryReq(q.root, hi, lo or None, limit)
-            got = await self._gather(dict.fromkeys(todo, req))
-            answers.extend(resp.result for resp in got.values())
-            need = self.r - len(answers)
-            todo, spare = spare[:need], spare[need:]
-        if len(answers) < self.r:
-            return None, True, False
-        merged, disagree = merge_windows(answers, limit)
-        return merged, False, disagree or any(a.unsure for a in answers)
-
-    async def _hydrate(self, ids: list[int]) -> tuple[dict[int, Tweet], bool]:
-        """Live tweets by id, newest version of R replicas; stale replicas are repaired in the background."""
-        answers, partial = await self._read(ids, lambda i: self.placement.tweet(i)[1], lambda ks: m.GetReq(ks))
-        per_node: dict[str, m.GetResp] = {}
-        wanted: dict[str, set[int]] = {}
-        for i, got in answers.items():
-            for nd, resp, _pos in got:
-                per_node[nd] = resp
-                wanted.setdefault(nd, set()).add(i)
-        best, repairs = resolve_tweets(per_node, wanted)
-        for nd, recs in repairs.items():
-            self._repair(nd, recs)
-        return {i: b for i, b in best.items() if isinstance(b, Tweet)}, partial
-
-    def _repair(self, node: str, recs: list[Record]) -> None:
-        if self.repairs is None:
-            return
-        try:
-            self.repairs.send_nowait((node, recs))
-        except trio.WouldBlock:
-            pass  # bounded: anti-entropy brings the copy up to date later
-
-    async def get_tweet(self, tweet_id: int) -> Tweet:
-        found, partial = await self._hydrate([tweet_id])
-        if partial:  # fewer than R copies answered: the one that did may be stale (or miss the tweet)
-            raise Unavailable(f"tweet {tweet_id}: fewer than R={self.r} replicas answered")
-        t = found.get(tweet_id)
-        if t is None:
-            raise NotFound(f"no tweet with id {tweet_id}", "id")
-        return t
-
     def _digest_peers(self) -> list[str]:
         """The replicas a local-first search may ask, starting at a different one each time (never a fixed one:
         the load spreads and no node evaluates every query)."""
@@ -260,74 +179,92 @@ class ClusterCoordinator:
         k = self._rotor % len(others)
         return others[k:] + others[:k]
 
-    async def _search_local(self, q: Query, need: int, max_id: int | None, since_id: int | None) -> Outcome:
-        """Every partition is on this node (local indexing): evaluate and hydrate here, and confirm each window
-        with ONE other replica's digest (node/search/digest.py), which answers only where it differs; full
-        tweets travel only for ids whose copies differ, and the stale copy is repaired. R = 2 throughout."""
+    def _repair(self, node: str, recs: list[Record]) -> None:
+        if self.repairs is None or not recs:
+            return
+        try:
+            self.repairs.send_nowait((node, recs))
+        except trio.WouldBlock:
+            pass  # bounded: anti-entropy brings the copy up to date later
+
+    async def _hydrate(self, ids: list[int]) -> HydrateAnswer:
+        """Each replica's copy of each id, R replicas of its tweet partition."""
+        got = await self._read(ids, lambda i: self.placement.tweet(i)[1], m.GetReq)
+        return HydrateAnswer(copies_of(got))
+
+    async def get_tweet(self, tweet_id: int) -> Tweet:
+        ans = await self._hydrate([tweet_id])
+        best, repairs = newest(ans.copies)
+        for nd, recs in repairs.items():
+            self._repair(nd, recs)  # stale replicas, in the background
+        if len(ans.copies.get(tweet_id, ())) < self.r:  # fewer than R copies: the one that did may be stale
+            raise Unavailable(f"tweet {tweet_id}: fewer than R={self.r} replicas answered")
+        t = best.get(tweet_id)
+        if not isinstance(t, Tweet):
+            raise NotFound(f"no tweet with id {tweet_id}", "id")
+        return t
+
+    # ------------------------------------------------------------ search: the shell of node/search/cursor.py
+
+    async def _run(self, step: Step) -> Answer:
+        """Carry out one step of a search cursor: the calls it asks for, as its answer."""
+        if isinstance(step, Digest):
+            return await self._digest(step)
+        if isinstance(step, Hydrate):
+            if step.local:
+                tweets = self.service.shard.tweets
+                return HydrateAnswer(own={i: t for i in step.ids if (t := tweets.get(i)) is not None})
+            return await self._hydrate(step.ids)
+        if isinstance(step, Windows):
+            asks = step.asks
+            got = await self._read(
+                sorted(asks),
+                lambda t: self.placement.term(t)[1],
+                lambda ts: m.WindowReq([m.WindowItem(t, asks[t][0], asks[t][1] or None, asks[t][2]) for t in ts]),
+            )
+            return WindowsAnswer({t: [resp.items[pos] for _nd, resp, pos in row] for t, row in got.items()})
+        if isinstance(step, Probes):
+            asks_p = step.asks
+            got = await self._read(
+                sorted(asks_p),
+                lambda t: self.placement.term(t)[1],
+                lambda ts: m.ProbeReq([m.ProbeItem(t, asks_p[t]) for t in ts]),
+            )
+            return ProbesAnswer({t: [(resp.present[pos], resp.unsure) for _nd, resp, pos in row] for t, row in got.items()})
+        assert isinstance(step, Pushdown), step
+        req = m.QueryReq(step.query.root, step.hi, step.lo or None, step.limit)
+        answers = await fanout.gather(self.peers.call, dict.fromkeys(step.nodes, req), limits.RPC_TIMEOUT_S)
+        return PushdownAnswer({nd: resp.result for nd, resp in answers.items()})
+
+    async def _digest(self, step: Digest) -> DigestAnswer:
+        """This node's window of the query (unless the step carries it), and the peer's digest of its own."""
         svc = self.service
-        shard = svc.shard
-        stages: dict[str, float] = {}
-        hi = ID_MAX if max_id is None else max_id
-        lo = 0 if since_id is None else since_id
-        hits: list[tuple[int, int]] = []
-        fetched: dict[int, Tweet] = {}
-        partial = False
-        if hi <= lo:
-            return Outcome([], False, stages, hits, fetched)
-        verify = q.needs_tweet() or svc.query_unsure(q.root)
-        check = phrase_checker(q)
-        limit = max(need + need // 2, PUSHDOWN_WINDOW_MIN)
-        peers = self._digest_peers()
-        with trio.move_on_after(limits.SEARCH_DEADLINE_S):
-            for _round in range(limits.SEARCH_ROUNDS_MAX):
-                t0 = time.perf_counter()
-                ids, exhausted = svc.local_window(q.root, hi, lo or None, limit)
-                mine = list(zip(ids, shard.store.versions(ids), strict=True))
-                res = alone(mine, exhausted) if self.r <= 1 else None  # R = 1: this copy is the quorum
-                while peers and res is None:
-                    peer = peers[0]
-                    try:
-                        resp = await self.peers.call(
-                            peer, m.DigestQueryReq(q.root, hi, lo or None, limit, mine), limits.SEARCH_PEER_TIMEOUT_S
-                        )
-                        res = resolve(mine, exhausted, resp.digest, shard.store.version_of)
-                    except MurmurError as e:
-                        log.info("digest_failed", to=peer, error=e.code)
-                        peers.pop(0)
-                if res is None:
-                    partial = True  # no second copy answered: our own answer only
-                    res = alone(mine, exhausted)
-                stages["query"] = round(stages.get("query", 0.0) + (time.perf_counter() - t0) * 1000, 3)
-                if res.repair_here:
-                    self._repair(self.me, res.repair_here)
-                if res.repair_peer:
-                    recs = [r for r in map(svc.record_of, res.repair_peer) if r is not None]
-                    if recs:
-                        self._repair(peers[0], recs)
-                t0 = time.perf_counter()
-                ours = dict(mine)
-                for i in res.ids:
-                    tw = res.fetched.get(i)
-                    if tw is not None:
-                        fetched[i] = tw
-                    elif verify or i in res.check:
-                        tw = shard.tweets.get(i)
-                    if verify or i in res.check:
-                        if tw is None or not check(tw):
-                            continue
-                        fetched[i] = tw  # built for the check: rendered from it too
-                    v = tw.version if tw is not None else ours.get(i) or shard.store.version_of(i)
-                    if v:  # (0: gone here meanwhile)
-                        hits.append((i, v))
-                stages["hydrate"] = round(stages.get("hydrate", 0.0) + (time.perf_counter() - t0) * 1000, 3)
-                if len(hits) >= need:
-                    return Outcome([], partial, stages, hits[:need], fetched)
-                if res.exhausted or res.floor - 1 <= lo:
-                    return Outcome([], partial, stages, hits, fetched)
-                hi = res.floor - 1
-                limit = min(limits.WINDOW_LIMIT_MAX, limit * 4)
-        # the deadline ran out (scope cancelled), or the rounds did: what was found, marked partial
-        return Outcome([], True, stages, hits[:need], fetched)
+        store = svc.shard.store
+        root = step.query.root
+        mine, exhausted = step.mine, step.exhausted
+        if mine is None:
+            ids, exhausted = svc.local_window(root, step.hi, step.lo or None, step.limit)
+            mine = list(zip(ids, store.versions(ids), strict=True))
+        if step.peer is None:
+            return DigestAnswer(mine, exhausted, None)
+        try:
+            resp = await self.peers.call(
+                step.peer, m.DigestQueryReq(root, step.hi, step.lo or None, step.limit, mine),
+                limits.SEARCH_PEER_TIMEOUT_S,
+            )
+        except MurmurError as e:
+            log.info("digest_failed", to=step.peer, error=e.code)
+            return DigestAnswer(mine, exhausted, None)
+        unknown = unknown_ids(mine, resp.digest)
+        versions = dict(zip(unknown, store.versions(unknown), strict=True)) if unknown else {}
+        return DigestAnswer(mine, exhausted, resp.digest, versions)
+
+    def _send_repairs(self, repairs: list[Repair]) -> None:
+        for rep in repairs:
+            recs = list(rep.records)
+            if rep.ids:  # this node's copies, newer than the peer's
+                recs += [r for r in map(self.service.record_of, rep.ids) if r is not None]
+            self._repair(rep.node or self.me, recs)
 
     def _rendered(self, hits: list[tuple[int, int]], fetched: dict[int, Tweet]) -> list[msgspec.Raw]:
         """The JSON of each hit (id, version), from the render cache or rendered now from this node's copy (or
@@ -356,18 +293,17 @@ class ClusterCoordinator:
 
     async def search(self, req: SearchRequest) -> SearchResult:
         need = req.count + 1 if req.result_type == "recent" else POPULAR_POOL + 1
-        deadline = time.monotonic() + limits.SEARCH_DEADLINE_S
         q = req.query
-        out = None
         if self.service is not None and self.service.local_index and self.r <= 2:  # R copies: ours + one digest
-            out = await self._search_local(q, need, req.max_id, req.since_id)
-        holders = self._holders(terms_of(q.root)) if out is None else []
-        if len(holders) >= self.r:
-            out = await run_pushdown(
-                q, need, req.max_id, req.since_id, partial(self._pushdown, q, holders), self._hydrate, deadline
-            )
-        if out is None:
-            out = await run_search(q, need, req.max_id, req.since_id, self._windows, self._probes, self._hydrate, deadline)
+            peers = self._digest_peers()
+            unsure = self.service.query_unsure(q.root)  # streamed postings here: check every candidate
+            cur = SearchCursor(q, need, req.max_id, req.since_id, self.r, "local", peers, unsure)
+        else:
+            holders = self._holders(terms_of(q.root))
+            plan: Plan = "pushdown" if len(holders) >= self.r else "terms"
+            cur = SearchCursor(q, need, req.max_id, req.since_id, self.r, plan, holders)
+        out = await drive(cur, self._run)
+        self._send_repairs(cur.repairs)
         if req.render and req.result_type == "recent" and out.hits is not None:
             page_hits = out.hits[: req.count]
             nxt = page_hits[-1][0] - 1 if len(out.hits) > req.count and page_hits[-1][0] > 1 else None
@@ -404,8 +340,10 @@ class ClusterCoordinator:
             if not by_node:
                 break
             whole = {nd for nd, rs in by_node.items() if len(rs) == len(ring.partitions())}
-            got = await self._gather(
-                {nd: m.TrendsReq(window_s * 1000, now_ms, None if nd in whole else rs) for nd, rs in by_node.items()}
+            got = await fanout.gather(
+                self.peers.call,
+                {nd: m.TrendsReq(window_s * 1000, now_ms, None if nd in whole else rs) for nd, rs in by_node.items()},
+                limits.RPC_TIMEOUT_S,
             )
             for nd, resp in got.items():
                 for tag, c, p in resp.counts:

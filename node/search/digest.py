@@ -124,3 +124,12 @@ def alone(mine: Sequence[tuple[int, int]], mine_exhausted: bool) -> Resolution:
     """No other replica answered: our own window, undecided by a second copy (the search is then partial)."""
     floor = 0 if mine_exhausted or not mine else mine[-1][0]
     return Resolution([i for i, _ in mine], {}, [], [], set(), floor, mine_exhausted)
+
+
+def unknown_ids(mine: Sequence[tuple[int, int]], peer: PeerDigest) -> list[int]:
+    """The ids `resolve` asks `my_version` about: in the peer's window, not in ours (so the caller can look
+    their versions up in one batch, before resolving)."""
+    if not peer.differ:  # the common case: the copies agree
+        return []
+    ours = {i for i, _v in mine}
+    return [i for i, _pv, in_peer in peer.differ if in_peer and i not in ours]

@@ -207,7 +207,7 @@ def test_popular_and_mixed_follow_the_readme_order(loaded: Loaded) -> None:
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason="README: mixed puts 'up to a quarter of a page' of "
-                   "engaged tweets first (none on a page of 3); node/search_order.py puts max(1, count // 4), so one: "
+                   "engaged tweets first (none on a page of 3); node/search/order.py puts max(1, count // 4), so one: "
                    "the README or the code must change (reported to the lead)")
 def test_mixed_on_a_page_smaller_than_four(loaded: Loaded) -> None:
     engaged_tweets(loaded)

@@ -2,13 +2,14 @@
 calls go through msgpack to the other service, tests/support/mempool.py): read repair with the repair channel wired
 as node/app.py wires it (a stale replica read through another node is brought up to date; a full repair queue
 drops entries and never blocks a read), the retry of a generated id that collides with a stored one (and the bound
-on those retries), the search deadline turning into `partial: true`, and Peers adopting a newer topology that a
-peer's ping reports (node.cluster.rebalance.Keeper.catch_up). Time is trio's MockClock wherever the code uses trio's
-clock; the deadline test needs the clock the coordinator reads (see there)."""
+on those retries), the search deadline turning into `partial: true` (the coordinator drives the search cursor under
+one trio.move_on_after), and Peers adopting a newer topology that a peer's ping reports
+(node.cluster.rebalance.Keeper.catch_up). Time is trio's MockClock (autojump): exact, and instant in real time."""
 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,13 +21,24 @@ import trio.testing
 from node.app import REPAIR_QUEUE_MAX
 from node.cluster import limits
 from node.cluster import rebalance as rb
+from node.cluster.coordinator import drive
 from node.coordinator import SearchRequest
 from node.errors import Unavailable
 from node.ids import SnowflakeGenerator
-from node.model import TweetIn, TweetPatch
+from node.model import Tweet, TweetIn, TweetPatch
 from node.query.parser import parse
 from node.replication import messages as m
 from node.ring import topology as tp
+from node.search.cursor import (
+    Answer,
+    Copy,
+    Hydrate,
+    HydrateAnswer,
+    Pushdown,
+    PushdownAnswer,
+    SearchCursor,
+    Step,
+)
 from tests.support.mempool import NOW_MS, MemCluster
 
 
@@ -135,27 +147,78 @@ def test_generated_id_retries_are_bounded() -> None:
 
 
 def test_a_search_past_its_deadline_answers_partial_with_what_it_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every candidate of a phrase fails the exact check but one, the oldest: the search walks them all, hydrating
-    chunk after chunk from replicas that take 50 ms per read. The coordinator reads its deadline from the clock it
-    uses (today time.monotonic, the real one), so this runs on the real clock and only bounds it from BELOW: the
-    deadline passes however slow the machine. A complete run is the control."""
+    """Every candidate of a phrase fails the exact check but one, the oldest: the search walks them all, round
+    after round, from replicas that take 50 ms per read. A complete run is the control."""
     texts = [f"beta then alpha {i}" for i in range(600)]  # both words, never the phrase "alpha beta"
 
     async def load(cl: MemCluster) -> None:
         await cl.coords["a"].create_tweet(TweetIn(text="alpha beta at last", user="u", id=1))
         await cl.coords["a"].bulk_create([TweetIn(text=t, user="u", id=10 + i) for i, t in enumerate(texts)])
 
-    async def run(deadline_s: float) -> tuple[list[int], bool]:
+    async def run(deadline_s: float) -> tuple[list[int], bool, float]:
         cl = MemCluster()
         await load(cl)
         cl.slow_reads_s = 0.05
         monkeypatch.setattr(limits, "SEARCH_DEADLINE_S", deadline_s)
+        t0 = trio.current_time()
         res = await cl.coords["b"].search(SearchRequest(parse('"alpha beta"'), count=1))
-        return [t.id for t in res.tweets], res.partial
+        return [t.id for t in res.tweets], res.partial, trio.current_time() - t0
 
-    assert trio.run(run, 60.0) == ([1], False)  # the control: every chunk read, the one match found
-    ids, partial = trio.run(run, 0.15)
-    assert partial is True and ids in ([], [1]), (ids, partial)  # never a wrong tweet, never an error
+    ids, partial, took = trio.run(run, 60.0, clock=mock())
+    assert (ids, partial) == ([1], False) and took < 60  # the control: every round read, the one match found
+    ids, partial, took = trio.run(run, 0.15, clock=mock())
+    assert partial is True and ids == [] and took == pytest.approx(0.15)  # never a wrong tweet, never an error
+
+
+def test_a_peer_that_never_answers_makes_a_search_partial_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both other replicas take the digest call and never answer (their per-call timeout put beyond the search's
+    deadline): the search answers at its deadline, partial, and at once in real time (MockClock)."""
+
+    async def main() -> float:
+        cl = MemCluster()
+        await cl.coords["a"].bulk_create([TweetIn(text=f"apple {i}", user="u", id=100 + i) for i in range(5)])
+        monkeypatch.setattr(limits, "SEARCH_PEER_TIMEOUT_S", 3600.0)
+        cl.hang("b")
+        cl.hang("c")
+        t0 = trio.current_time()
+        res = await cl.coords["a"].search(SearchRequest(parse("apple"), explain=True))
+        assert res.partial and res.tweets == [] and res.stages is not None
+        return trio.current_time() - t0
+
+    real = time.monotonic()
+    assert trio.run(main, clock=mock()) == pytest.approx(limits.SEARCH_DEADLINE_S)
+    assert time.monotonic() - real < limits.SEARCH_DEADLINE_S  # virtual seconds: it never waited them out
+
+
+def test_the_deadline_keeps_what_was_found_before_a_call_that_never_returns() -> None:
+    """The shell alone (node.cluster.coordinator.drive): a pushed-down search whose first hydration answers half
+    its chunk and whose second never returns gives that half, partial, at the deadline; explain has the stages
+    of the steps that ran."""
+    ids = list(range(40, 24, -1))
+    asked: list[Step] = []
+
+    async def run(step: Step) -> Answer:
+        asked.append(step)
+        if isinstance(step, Pushdown):
+            return PushdownAnswer({nd: m.WindowResult(ids, False, 0) for nd in step.nodes})
+        assert isinstance(step, Hydrate)
+        if len(asked) > 2:
+            await trio.sleep_forever()
+        copies: dict[int, list[tuple[str, Copy | None]]] = {i: [("b", None), ("c", None)] for i in step.ids}
+        for i in step.ids[:5]:  # the others: both replicas answered that they hold no such tweet
+            t = Tweet(id=i, created_at_ms=0, user="u", text="apple", version=1)
+            copies[i] = [("b", t), ("c", t)]
+        return HydrateAnswer(copies)
+
+    async def main() -> tuple[list[int], bool, dict[str, float], float]:
+        cur = SearchCursor(parse("apple"), 10, None, None, 2, "pushdown", ["b", "c"])
+        t0 = trio.current_time()
+        out = await drive(cur, run)
+        return [t.id for t in out.tweets], out.partial, out.stages, trio.current_time() - t0
+
+    got, partial, stages, took = trio.run(main, clock=mock())
+    assert got == ids[:5] and partial and took == pytest.approx(limits.SEARCH_DEADLINE_S)
+    assert [type(s) for s in asked] == [Pushdown, Hydrate, Hydrate] and {"query", "hydrate"} <= set(stages)
 
 
 # ---------------------------------------------------------------- topology from pings

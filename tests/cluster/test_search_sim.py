@@ -1,16 +1,18 @@
-"""Distributed search against the brute-force model, in one process (three NodeServices on a direct in-memory
-caller): both plans — the whole query pushed down to replicas that hold every term, and the term-by-term plan
-(driving terms walked in windows, the rest probed) — must give exactly the model's pages, with pagination,
-after random edits and deletes."""
+"""Distributed search against the brute-force model, in one process (NodeServices on a direct in-memory caller):
+every plan of node/search/cursor.py must give exactly the model's pages, with pagination, after random edits and
+deletes. Three nodes (N = nodes): the local plan, confirmed by digests. Four nodes (N = 3 < nodes, postings through
+the outbox): the whole query pushed down to replicas that hold every term, and (the `fallback` coordinator) the
+term-by-term plan, driving terms walked in windows and the rest probed."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_service_sim import cluster
+from test_service_sim import FOUR, NAMES, cluster
 
-import node.cluster.search as search_mod
+import node.search.cursor as search_mod
 from node.coordinator import SearchRequest
 from node.errors import InvalidQuery
 from node.model import TweetIn, TweetPatch
@@ -25,6 +27,7 @@ part = st.one_of(atom, st.tuples(atom, atom).map(lambda p: f"{p[0]} OR {p[1]}"),
 query = st.lists(part, min_size=1, max_size=3).map(" ".join)
 
 
+@pytest.mark.parametrize("names", [NAMES, FOUR], ids=["local", "pushdown-and-terms"])
 @given(
     st.lists(st.tuples(text, st.sampled_from(["ann", "bob"])), min_size=1, max_size=80),
     st.lists(st.tuples(st.integers(0, 39), st.one_of(st.none(), text)), max_size=10),
@@ -33,11 +36,11 @@ query = st.lists(part, min_size=1, max_size=3).map(" ".join)
     st.sampled_from([1, 2, 128]),
 )
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_both_plans_equal_the_model(tweets, changes, queries, count, window):
+def test_every_plan_equals_the_model(names, tweets, changes, queries, count, window):
     """`window`: the first window sizes; tiny ones force many rounds of window growth."""
     search_mod.WINDOW_MIN = search_mod.PUSHDOWN_WINDOW_MIN = window
     async def main() -> None:
-        _net, coords, _ = cluster()
+        _net, coords, _ = cluster(names=names)
         made = await coords["a"].bulk_create([TweetIn(text=t, user=u, id=1000 + k * 7) for k, (t, u) in enumerate(tweets)])
         live = {c.tweet.id: c.tweet for c in made}  # type: ignore[union-attr]
         ids = sorted(live)
