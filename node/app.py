@@ -42,6 +42,7 @@ from node.ring import topology as tp
 from node.ring.topology import Topology
 from node.shard import Record, Shard, decode_record
 from node.storage.background import snapshot_in_child
+from node.storage.mode import StorageMode
 from node.storage.recovery import open_storage
 from node.storage.snapshot import fsync_dir
 from node.transport.client import open_peer_pool
@@ -254,7 +255,8 @@ async def _serve(
     node_dir = cfg.node_dir(name)
     n_rep = cfg.cluster.replication_factor
     tls = front.tls
-    storage = open_storage(node_dir / "storage", cfg.storage, load=Shard.load)  # undecodable: the older one
+    mode = StorageMode(name)  # read-only while the disk fails or is too full: the WAL reports, writes ask
+    storage = open_storage(node_dir / "storage", cfg.storage, load=Shard.load, mode=mode)  # undecodable: the older one
     front.phase = "loading the snapshot"
     t0 = trio.current_time()
     async with storage as st, open_peer_pool(cfg.cluster.secret, name) as pool:
@@ -289,7 +291,7 @@ async def _serve(
         mine = (target or topo).member(name)
         assert mine is not None
         placement = Placement(tp.ring_of(topo.members), n_rep)
-        service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms)
+        service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms, mode)
         service.hints = await HintStore.open(node_dir / "hints")
         ids = SnowflakeGenerator(mine.machine_id)
         # resume above this machine's newest id, but not past the clock: ids made from a client's
