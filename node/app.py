@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import os
+import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -42,8 +43,10 @@ from node.ring import topology as tp
 from node.ring.topology import Topology
 from node.shard import Record, Shard, decode_record
 from node.storage.background import snapshot_in_child
+from node.storage.mode import StorageMode
 from node.storage.recovery import open_storage
-from node.storage.snapshot import fsync_dir
+from node.storage.snapshot import fsync_dir, remove_temp_file
+from node.transport.backoff import Backoff
 from node.transport.client import open_peer_pool
 from node.transport.server import serve_rpc
 
@@ -254,7 +257,8 @@ async def _serve(
     node_dir = cfg.node_dir(name)
     n_rep = cfg.cluster.replication_factor
     tls = front.tls
-    storage = open_storage(node_dir / "storage", cfg.storage, load=Shard.load)  # undecodable: the older one
+    mode = StorageMode(name)  # read-only while the disk fails or is too full: the WAL reports, writes ask
+    storage = open_storage(node_dir / "storage", cfg.storage, load=Shard.load, mode=mode)  # undecodable: the older one
     front.phase = "loading the snapshot"
     t0 = trio.current_time()
     async with storage as st, open_peer_pool(cfg.cluster.secret, name) as pool:
@@ -266,6 +270,7 @@ async def _serve(
         await trio.to_thread.run_sync(_replay, shard, rec.records, front)  # the loop keeps answering /health
         front.phase = "joining the cluster"
         snap = _Snapshotter(shard, st, cfg, rec.snapshot_lsn, name)
+        metrics.collect_storage_from(partial(_storage_figures, st, snap))
         wal_records = len(rec.records)
         del rec
         gc.collect()
@@ -289,7 +294,7 @@ async def _serve(
         mine = (target or topo).member(name)
         assert mine is not None
         placement = Placement(tp.ring_of(topo.members), n_rep)
-        service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms)
+        service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms, mode)
         service.hints = await HintStore.open(node_dir / "hints")
         ids = SnowflakeGenerator(mine.machine_id)
         # resume above this machine's newest id, but not past the clock: ids made from a client's
@@ -405,6 +410,20 @@ async def _serve(
         log.info("stopped", node=name)
 
 
+def _storage_figures(st: Any, snap: _Snapshotter) -> dict[str, float | None]:
+    """For /metrics (node/metrics.py STORAGE_FAMILIES)."""
+    mode = st.mode
+    return {
+        "read_only": float(mode.read_only),
+        "read_only_entered": float(mode.entered_total),
+        "free_bytes": None if st.free_bytes is None else float(st.free_bytes),
+        "wal_write_errors": float(st.stats.write_errors),
+        "wal_fsync_errors": float(st.stats.fsync_errors),
+        "snapshots": float(snap.taken),
+        "snapshots_failed": float(snap.failed),
+    }
+
+
 def _begin_join(t: Topology, cfg: Config, name: str, machine_id: int) -> Topology:
     me = cfg.node(name)
     return tp.begin_join(t, name, me.host, me.http_port, me.gossip_port, machine_id, cfg.cluster.vnodes)
@@ -467,9 +486,15 @@ class _Snapshotter:
     """Snapshots in a child process (node/storage/background.py), so the node keeps serving while one is written:
     once `snapshot_wal_records` WAL records are new (each node at its own point), every `snapshot_interval_s`
     when `snapshot_min_records` are new (each node at its own offset), on request (POST /admin/snapshot,
-    `murmur snapshot`), and once at a graceful stop. One at a time; the WAL it covers is deleted after it."""
+    `murmur snapshot`), and once at a graceful stop. One at a time; the WAL it covers is deleted after it.
+
+    A snapshot that fails (a full disk, an I/O error, the child killed) never ends the node: its temp file is
+    removed, it is logged and counted, and it is tried again RETRY_MIN_S .. RETRY_MAX_S later (doubling, as
+    Redis retries a failed BGSAVE), a request or the graceful stop at once. The WAL it would have let go stays."""
 
     CHECK_S = 1.0
+    RETRY_MIN_S = 5.0
+    RETRY_MAX_S = 300.0
 
     def __init__(self, shard: Shard, st: Any, cfg: Config, snapshot_lsn: int, name: str) -> None:
         self.shard, self.st, self.cfg = shard, st, cfg
@@ -480,6 +505,9 @@ class _Snapshotter:
         self.running = False
         self._asked = trio.Event()
         self.taken = 0
+        self.failed = 0  # snapshots that did not get written, since start
+        self.backoff = Backoff(self.RETRY_MIN_S, self.RETRY_MAX_S)
+        self.retry = False  # the last one failed: try again once the backoff allows
         self.last: dict[str, Any] = {}  # the last snapshot's figures, or its error
 
     def request(self) -> str:
@@ -497,9 +525,14 @@ class _Snapshotter:
                 await self._asked.wait()
             new = self.st.last_lsn - self.last_lsn
             why = None
+            may = self.backoff.may_attempt(trio.current_time())
             if self._asked.is_set():
                 self._asked = trio.Event()
                 why = "requested"
+            elif not may:
+                pass  # the last one failed: not again before its backoff ends (the schedule waits too)
+            elif self.retry:
+                why = "retry"
             elif self.records_at and new >= self.records_at:
                 why = "wal records"
             elif trio.current_time() >= next_scheduled:
@@ -521,14 +554,26 @@ class _Snapshotter:
             # until every record of it is applied), so an applied record may lack an lsn, never the reverse.
             size = await snapshot_in_child(self.st.directory, lsn, self.shard.dump_parts)
         except OSError as e:
+            self.failed += 1
+            self.retry = True
+            delay = self.backoff.on_failure(trio.current_time(), random.random())
             self.last = {"error": str(e), "why": why, "at_lsn": lsn}
-            log.error("snapshot_failed", why=why, lsn=lsn, error=str(e))
+            log.error("snapshot_failed", why=why, lsn=lsn, error=str(e), failed=self.failed, retry_in_s=round(delay, 1))
+            # The child removes its temp file itself unless it was killed: then this one does.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(remove_temp_file, self.st.directory, lsn)
             return
         finally:
             self.running = False
         self.last_lsn = lsn
         self.taken += 1
-        deleted = await self.st.snapshot_written(lsn)
+        self.retry = False
+        self.backoff.on_success()
+        try:
+            deleted = await self.st.snapshot_written(lsn)
+        except OSError as e:  # the snapshot holds; the next one deletes what this could not
+            log.error("wal_truncate_failed", lsn=lsn, error=str(e))
+            deleted = 0
         seconds = round(trio.current_time() - t0, 3)
         self.last = {"lsn": lsn, "bytes": size, "seconds": seconds, "why": why, "wal_segments_deleted": deleted}
         log.info("snapshot", why=why, lsn=lsn, bytes=size, seconds=seconds, wal_segments_deleted=deleted)

@@ -573,10 +573,13 @@ class ClusterCoordinator:
         members = self.members()
         down = [mb["name"] for mb in members if mb["name"] != self.me and not self.peers.is_up(mb["name"])]
         tweets = len(self.service.shard.tweets) if self.service is not None else 0
-        status = "degraded" if down else "ok"
+        mode = self.service.mode if self.service is not None else None
+        status = "degraded" if down or (mode is not None and mode.read_only) else "ok"
         out: dict[str, object] = {"status": status, "node": self.me, "tweets": tweets}
         if down:
             out["down"] = down
+        if mode is not None and mode.read_only:  # it cannot persist: writes 503, reads served (CONTRACT §2)
+            out.update(storage="read_only", reason=mode.reason)
         if self.keeper is not None and self.keeper.state != "normal":
             out["ring"] = self.keeper.state  # joining: it serves no reads of its own ranges yet
         return out

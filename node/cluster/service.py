@@ -62,6 +62,7 @@ from node.shard import (
     encode_record,
     make_version,
 )
+from node.storage.mode import StorageMode
 from node.text.analyzer import analyse
 
 log = structlog.get_logger("murmur.service")
@@ -85,10 +86,14 @@ class NodeService:
         placement: Placement,
         w: int,
         clock_ms: Callable[[], int],
+        mode: StorageMode | None = None,
     ) -> None:
         self.me = me
         self.shard = shard
         self.wal = wal
+        # Whether `wal` can persist now: every write path asks it before it changes the shard (a read-only
+        # node refuses with 503 and changes nothing; node/storage/mode.py).
+        self.mode = mode if mode is not None else StorageMode(me)
         self.placement = placement
         self.w = w
         self.clock_ms = clock_ms
@@ -189,9 +194,11 @@ class NodeService:
         """Apply, then make durable; the caller's acknowledgement follows the WAL's. A fenced batch (a master's
         new writes) is refused whole when a newer epoch was promised for one of its partitions; an epoch newer
         than the promise is learnt (the master won it without this node). `raws`: the records' encodings, when
-        the caller has them (logged as they are: each record is encoded once, by its master)."""
+        the caller has them (logged as they are: each record is encoded once, by its master). A read-only node
+        refuses before changing anything."""
         if len(records) > limits.APPLY_RECORDS_MAX:
             raise MurmurError("too many records in one apply")
+        self.mode.check()  # no await from here to the append: the mode cannot change in between
         encoded: list[bytes | None] = list(raws) if raws is not None else [None] * len(records)
         if fence:
             learnt: list[Record] = []
@@ -220,6 +227,7 @@ class NodeService:
     async def promise(self, pid: int, epoch: int) -> m.PromiseResp:
         """Phase 1 of an election, replica side. The check and the state change happen before any await, so a
         fenced write that arrives while the promise is being logged is already refused."""
+        self.mode.check()  # a promise this node cannot log is no promise
         promised = self.shard.promised.get(pid, 0)
         data_epoch = self.shard.max_version >> EPOCH_SHIFT
         if not ms.may_promise(promised, data_epoch, epoch):
@@ -558,6 +566,11 @@ class NodeService:
                     n.start_soon(elect, pid, replicas)
                 else:
                     failed[pid] = NotOwner(f"{self.me} does not replicate partition {pid}")
+        # A read-only master changes nothing (its coordinator tries the next replica). Checked after the awaits
+        # above: the mode may have changed during the elections. Should it change during the replication below,
+        # this node's copy is in memory only; the answer then counts the other replicas' durable copies, and an
+        # unacknowledged write may land (CONTRACT §2: a 503 is safe to retry, versions make retries idempotent).
+        self.mode.check()
         now = self.clock_ms()
         pending: list[tuple[int, Record]] = []
         fences: dict[int, int] = {}
