@@ -45,7 +45,8 @@ class Collector:
         self.clock_ms = clock_ms
         self.on_changed = on_changed
         self._rotated_ms = clock_ms()
-        self._cleaning = False
+        self.cleaning = False
+        self.last_cleanup_error: MurmurError | None = None
         self.collected = 0  # tombstones dropped since start
         self.last_pass: dict[str, Any] = {}
         self.last_cleanup: dict[str, Any] = {}
@@ -62,8 +63,8 @@ class Collector:
             await trio.sleep(self.interval_s)
             try:
                 await self.collect_pass()
-            except MurmurError as e:  # a round's peer failing is handled inside; this is anything else it raised
-                log.warning("collection_failed", error=e.code, message=e.message)
+            except Exception:  # housekeeping must never take the node down; the next pass starts afresh
+                log.exception("collection_failed", node=self.me)
 
     # ------------------------------------------------------------ collection
 
@@ -142,13 +143,17 @@ class Collector:
         """Drop what this node holds of the ranges it does not replicate (node/replication/collection.py says
         when and why it is safe). Raises Conflict (409) while the ring moves, while a member has another idea of
         the ring or cannot be asked, or while another cleanup runs. -> figures."""
-        if self._cleaning:
+        if self.cleaning:
             raise Conflict(f"a cleanup is already running on {self.me}")
-        self._cleaning = True
+        self.cleaning = True
+        self.last_cleanup_error = None
         try:
             return await self._cleanup()
+        except MurmurError as e:
+            self.last_cleanup_error = e
+            raise
         finally:
-            self._cleaning = False
+            self.cleaning = False
 
     async def _agreed(self) -> str | None:
         t = getattr(self.keeper, "topology", None)

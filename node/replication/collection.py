@@ -76,13 +76,8 @@ def floor_ms(now_ms: int, grace_ms: int) -> int:
 
 
 def hint_ttl_ms(grace_ms: int) -> int:
+    """How old a hint may be when it is replayed (rule 4; node/replication/hints.py drops older ones)."""
     return grace_ms // HINT_TTL_SHARE
-
-
-def hint_expired(since_ms: int | None, now_ms: int, grace_ms: int) -> bool:
-    """Whether a hint queue whose oldest hint was written at or after `since_ms` (None: unknown) may hold a hint
-    older than the hint TTL (rule 4); such a queue is dropped, not replayed (anti-entropy covers it)."""
-    return since_ms is None or now_ms - since_ms > hint_ttl_ms(grace_ms)
 
 
 def rotation_due(last_ms: int, now_ms: int, grace_ms: int) -> bool:

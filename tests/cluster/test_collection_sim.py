@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 import trio
 import trio.testing
 
+from node.cluster import rebalance as rb
 from node.cluster.collector import Collector
 from node.coordinator import SearchRequest
-from node.errors import MurmurError, NotFound
+from node.errors import Conflict, MurmurError, NotFound
 from node.model import Tweet, TweetIn
 from node.query.parser import parse
+from node.ring import topology as tp
 from node.shard import PutTweet
 from tests.support.mempool import NOW_MS, MemCluster
 
@@ -181,5 +184,41 @@ def test_leftover_data_on_a_member_that_no_longer_replicates_blocks_collection_u
         for x in ("a", "b", "c"):
             await collectors[x].collect_pass()
         assert holders(cl, victim) == []
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_cleanup_and_collection_wait_for_a_settled_ring_that_every_member_agrees_on(tmp_path: Path) -> None:
+    async def main() -> None:
+        cl = MemCluster(FOUR, data_dir=tmp_path)
+        clock = WallClock()
+        collectors = wire(cl, clock)
+        ids = await load(cl, 30)
+        await cl.coords["a"].delete_tweet(ids[0])
+        clock.ms += int(GRACE_S * 1000) + 1
+        base = cl.keepers["a"].topology
+        # b alone has a newer (settled) topology: a must not clean up by its own older idea of the ring
+        newer = msgspec.structs.replace(base, version=base.version + 1)
+        assert (await cl.keepers["b"].install(newer, rb.FORCE)).ok
+        with pytest.raises(Conflict, match="b has topology version"):
+            await collectors["a"].cleanup()
+        assert "topology version" in str(collectors["a"].last_cleanup_error)
+        # a join starts: the ring moves everywhere
+        moving = tp.begin_join(newer, "e", "127.0.0.1", 9050, 9150, 9, 8)
+        for x in FOUR:
+            assert (await cl.keepers[x].install(moving, rb.FORCE)).ok
+        for x in FOUR:
+            with pytest.raises(Conflict, match="moving"):
+                await collectors[x].cleanup()
+            assert (await collectors[x].collect_pass())["skipped"] == "the ring is moving"
+        assert all(ids[0] in cl.services[x].shard.tombstones for x in cl.placements["a"].tweet(ids[0])[1])
+        # settled again (the join aborted): both run
+        back = tp.abort(moving)
+        for x in FOUR:
+            assert (await cl.keepers[x].install(back, rb.FORCE)).ok
+        for x in FOUR:
+            assert (await collectors[x].cleanup())["tweets_dropped"] == 0  # nothing moved: nothing to drop
+            await collectors[x].collect_pass()
+        assert holders(cl, ids[0]) == []
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
