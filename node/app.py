@@ -25,6 +25,7 @@ import structlog
 import trio
 
 from node.cluster import rebalance as rb
+from node.cluster.collector import Collector
 from node.cluster.coordinator import ClusterCoordinator
 from node.cluster.peers import Peers
 from node.cluster.placement import Placement
@@ -37,6 +38,7 @@ from node.http.stats import NodeFigures, partition_health
 from node.ids import MACHINE_BITS, MACHINE_MAX, MURMUR_EPOCH_MS, SEQ_BITS, SnowflakeGenerator
 from node.membership.shell import GossipShell
 from node.metrics import HttpMetrics
+from node.replication import collection as col
 from node.replication import messages as rm
 from node.replication.hints import HintStore, hint_replay_loop
 from node.ring import topology as tp
@@ -57,6 +59,7 @@ DISCOVER_TIMEOUT_S = 60.0  # --join waits this long for a seed to answer
 JOIN_ATTEMPTS_MAX = 60  # a join retries (another change in progress, a member down) this often
 JOIN_RETRY_S = 5.0
 HINT_REPLAY_INTERVAL_S = 1.0  # how often hints for peers that are up again are replayed
+CLEANUP_WAIT_S = 20.0  # POST /admin/cleanup answers with the result when done by then (else 202: still running)
 
 
 def wall_ms() -> int:
@@ -79,11 +82,19 @@ def _data_dir_lock(d: Path) -> Iterator[None]:
 
 
 def admin_routes(
-    me: str, keeper: rb.Keeper, nursery: trio.Nursery, leave: Callable[[], Awaitable[None]], snap: _Snapshotter
+    me: str,
+    keeper: rb.Keeper,
+    nursery: trio.Nursery,
+    leave: Callable[[], Awaitable[None]],
+    snap: _Snapshotter,
+    collector: Collector | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The node's cluster operations over HTTP, for the admin role (node/http/auth.py checks it; the cluster secret
     never travels over HTTP): POST /admin/decommission (202: this node starts leaving; 409 while it cannot),
-    GET /admin/topology, POST /admin/snapshot (202: a snapshot starts now, like Redis BGSAVE)."""
+    GET /admin/topology, POST /admin/snapshot (202: a snapshot starts now, like Redis BGSAVE), POST /admin/cleanup
+    (the data of ranges this node no longer replicates goes: 200 with what was dropped when done within
+    CLEANUP_WAIT_S, else 202 and GET /admin/cleanup tells when it is; 409 while the ring moves). The cleanup
+    runs in the node's nursery: a client that gives up does not stop it."""
 
     async def decommission(req: Request) -> Response:
         t = keeper.topology
@@ -103,8 +114,44 @@ def admin_routes(
     async def snapshot(req: Request) -> Response:
         return Response(202, msgspec.json.encode({"node": me, "status": snap.request()}))
 
-    return {"/admin/decommission": {"POST": decommission}, "/admin/topology": {"GET": topology},
-            "/admin/snapshot": {"POST": snapshot}}
+    async def cleanup(req: Request) -> Response:
+        assert collector is not None
+        if collector.cleaning:
+            return error_response(Conflict(f"a cleanup is already running on {me}"))
+        done = trio.Event()
+
+        async def run() -> None:
+            try:
+                await collector.cleanup()
+            except MurmurError:
+                pass  # kept in collector.last_cleanup_error
+            except Exception as e:  # housekeeping must never take the node down
+                log.exception("cleanup_crashed", node=me)
+                collector.last_cleanup_error = MurmurError(f"the cleanup failed: {e!r}")
+            finally:
+                done.set()
+
+        nursery.start_soon(run)
+        with trio.move_on_after(CLEANUP_WAIT_S):
+            await done.wait()
+        if not done.is_set():
+            return Response(202, msgspec.json.encode({"node": me, "status": "running"}))
+        if collector.last_cleanup_error is not None:
+            return error_response(collector.last_cleanup_error)
+        return Response(200, msgspec.json.encode(collector.last_cleanup))
+
+    async def cleanup_status(req: Request) -> Response:
+        assert collector is not None
+        err = collector.last_cleanup_error
+        body = {"node": me, "running": collector.cleaning, "last": collector.last_cleanup or None,
+                "last_error": None if err is None else err.message}
+        return Response(200, msgspec.json.encode(body))
+
+    routes: dict[str, dict[str, Any]] = {"/admin/decommission": {"POST": decommission},
+                                         "/admin/topology": {"GET": topology}, "/admin/snapshot": {"POST": snapshot}}
+    if collector is not None:
+        routes["/admin/cleanup"] = {"POST": cleanup, "GET": cleanup_status}
+    return routes
 
 
 async def _leave_logged(leave: Callable[[], Awaitable[None]], me: str) -> None:
@@ -295,7 +342,8 @@ async def _serve(
         assert mine is not None
         placement = Placement(tp.ring_of(topo.members), n_rep)
         service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms, mode)
-        service.hints = await HintStore.open(node_dir / "hints")
+        grace_ms = int(cfg.storage.tombstone_grace_s * 1000)
+        service.hints = await HintStore.open(node_dir / "hints", ttl_ms=col.hint_ttl_ms(grace_ms), clock_ms=wall_ms)
         ids = SnowflakeGenerator(mine.machine_id)
         # resume above this machine's newest id, but not past the clock: ids made from a client's
         # created_at do not move it (one vectorised pass over the id column)
@@ -355,6 +403,10 @@ async def _serve(
         )
         coord.service = service
         coord.keeper = keeper
+        collector = Collector(
+            name, service, placement, keeper, cfg.storage.tombstone_grace_s,
+            cfg.storage.tombstone_collect_interval_s, wall_ms, on_changed=snap.request,
+        )
 
         def figures() -> NodeFigures:  # for /stats: O(1) sizes, and the ring's partitions with replicas up
             ring = placement.ring
@@ -377,7 +429,7 @@ async def _serve(
                 cfg.http,
                 name,
                 auth=cfg.auth,
-                admin_routes=admin_routes(name, keeper, nursery, leave, snap),
+                admin_routes=admin_routes(name, keeper, nursery, leave, snap, collector),
                 figures=figures,
             )
             await nursery.start(service.run)  # its background sends (fan-outs answered at W)
@@ -389,6 +441,7 @@ async def _serve(
             nursery.start_soon(peers.repair_loop, recv_repairs)
             nursery.start_soon(service.outbox_loop)
             nursery.start_soon(service.anti_entropy_loop)
+            nursery.start_soon(collector.run)  # tombstone collection passes (node/replication/collection.py)
 
             async def send_hints(node: str, payloads: list[bytes]) -> None:
                 await peers.call(node, rm.ApplyReq([decode_record(p) for p in payloads]))

@@ -436,6 +436,16 @@ class Client:
         resp = self.request(Call("POST", "/admin/snapshot", idempotent=False))
         return _decode(resp, dict[str, Any]) if resp.content else {}
 
+    def cleanup(self) -> dict[str, Any]:
+        """POST /admin/cleanup (admin): the node drops the data of the ranges it no longer replicates. -> its
+        figures (200), or {"status": "running"} (202) when it takes longer: then poll cleanup_status()."""
+        resp = self.request(Call("POST", "/admin/cleanup", idempotent=False))
+        return _decode(resp, dict[str, Any])
+
+    def cleanup_status(self) -> dict[str, Any]:
+        """GET /admin/cleanup (admin): {"running", "last": the last cleanup's figures, "last_error"}."""
+        return _decode(self.request(Call("GET", "/admin/cleanup")), dict[str, Any])
+
     def decommission(self) -> dict[str, Any]:
         """POST /admin/decommission to THIS node (admin role): it starts leaving the ring (202). The cluster
         secret never travels over HTTP (CONTRACT §5)."""
@@ -648,6 +658,13 @@ class AsyncClient:
     async def snapshot(self) -> dict[str, Any]:
         resp = await self.request(Call("POST", "/admin/snapshot", idempotent=False))
         return _decode(resp, dict[str, Any]) if resp.content else {}
+
+    async def cleanup(self) -> dict[str, Any]:
+        resp = await self.request(Call("POST", "/admin/cleanup", idempotent=False))
+        return _decode(resp, dict[str, Any])
+
+    async def cleanup_status(self) -> dict[str, Any]:
+        return _decode(await self.request(Call("GET", "/admin/cleanup")), dict[str, Any])
 
 
 __all__ = [

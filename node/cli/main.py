@@ -101,6 +101,12 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     return run_snapshot(_url(args), _key(args))
 
 
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    from node.cli.query import run_cleanup
+
+    return run_cleanup(_url(args), _key(args))
+
+
 def _cmd_decommission(args: argparse.Namespace) -> int:
     from node.cli.ring import run_decommission
 
@@ -163,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd("snapshot", "ask the node to write a snapshot now (returns at once; it keeps serving)", url=True)
     sp.set_defaults(func=_cmd_snapshot)
+
+    sp = cmd(
+        "cleanup",
+        "drop the data of the ranges the node no longer replicates, after a join or leave (as nodetool cleanup)",
+        url=True,
+    )
+    sp.set_defaults(func=_cmd_cleanup)
 
     sp = cmd("decommission", "stream a node's data to the others and take it off the ring; it then stops", url=True)
     sp.add_argument("name", metavar="NAME", help="the node that leaves")

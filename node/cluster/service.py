@@ -198,7 +198,10 @@ class NodeService:
         refuses before changing anything."""
         if len(records) > limits.APPLY_RECORDS_MAX:
             raise MurmurError("too many records in one apply")
-        self.mode.check()  # no await from here to the append: the mode cannot change in between
+        # Refused before anything changes. A big batch yields below, so the mode may turn read-only before its
+        # append: then the append is refused and the records sit in memory unlogged and unacknowledged, as they
+        # do between apply and fsync anyway; the master retries them (same versions, so idempotent).
+        self.mode.check()
         encoded: list[bytes | None] = list(raws) if raws is not None else [None] * len(records)
         if fence:
             learnt: list[Record] = []
