@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import os
+import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -24,6 +25,7 @@ import structlog
 import trio
 
 from node.cluster import rebalance as rb
+from node.cluster.collector import Collector
 from node.cluster.coordinator import ClusterCoordinator
 from node.cluster.peers import Peers
 from node.cluster.placement import Placement
@@ -36,14 +38,17 @@ from node.http.stats import NodeFigures, partition_health
 from node.ids import MACHINE_BITS, MACHINE_MAX, MURMUR_EPOCH_MS, SEQ_BITS, SnowflakeGenerator
 from node.membership.shell import GossipShell
 from node.metrics import HttpMetrics
+from node.replication import collection as col
 from node.replication import messages as rm
 from node.replication.hints import HintStore, hint_replay_loop
 from node.ring import topology as tp
 from node.ring.topology import Topology
 from node.shard import Record, Shard, decode_record
 from node.storage.background import snapshot_in_child
+from node.storage.mode import StorageMode
 from node.storage.recovery import open_storage
-from node.storage.snapshot import fsync_dir
+from node.storage.snapshot import fsync_dir, remove_temp_file
+from node.transport.backoff import Backoff
 from node.transport.client import open_peer_pool
 from node.transport.server import serve_rpc
 
@@ -54,6 +59,7 @@ DISCOVER_TIMEOUT_S = 60.0  # --join waits this long for a seed to answer
 JOIN_ATTEMPTS_MAX = 60  # a join retries (another change in progress, a member down) this often
 JOIN_RETRY_S = 5.0
 HINT_REPLAY_INTERVAL_S = 1.0  # how often hints for peers that are up again are replayed
+CLEANUP_WAIT_S = 20.0  # POST /admin/cleanup answers with the result when done by then (else 202: still running)
 
 
 def wall_ms() -> int:
@@ -76,11 +82,19 @@ def _data_dir_lock(d: Path) -> Iterator[None]:
 
 
 def admin_routes(
-    me: str, keeper: rb.Keeper, nursery: trio.Nursery, leave: Callable[[], Awaitable[None]], snap: _Snapshotter
+    me: str,
+    keeper: rb.Keeper,
+    nursery: trio.Nursery,
+    leave: Callable[[], Awaitable[None]],
+    snap: _Snapshotter,
+    collector: Collector | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The node's cluster operations over HTTP, for the admin role (node/http/auth.py checks it; the cluster secret
     never travels over HTTP): POST /admin/decommission (202: this node starts leaving; 409 while it cannot),
-    GET /admin/topology, POST /admin/snapshot (202: a snapshot starts now, like Redis BGSAVE)."""
+    GET /admin/topology, POST /admin/snapshot (202: a snapshot starts now, like Redis BGSAVE), POST /admin/cleanup
+    (the data of ranges this node no longer replicates goes: 200 with what was dropped when done within
+    CLEANUP_WAIT_S, else 202 and GET /admin/cleanup tells when it is; 409 while the ring moves). The cleanup
+    runs in the node's nursery: a client that gives up does not stop it."""
 
     async def decommission(req: Request) -> Response:
         t = keeper.topology
@@ -100,8 +114,44 @@ def admin_routes(
     async def snapshot(req: Request) -> Response:
         return Response(202, msgspec.json.encode({"node": me, "status": snap.request()}))
 
-    return {"/admin/decommission": {"POST": decommission}, "/admin/topology": {"GET": topology},
-            "/admin/snapshot": {"POST": snapshot}}
+    async def cleanup(req: Request) -> Response:
+        assert collector is not None
+        if collector.cleaning:
+            return error_response(Conflict(f"a cleanup is already running on {me}"))
+        done = trio.Event()
+
+        async def run() -> None:
+            try:
+                await collector.cleanup()
+            except MurmurError:
+                pass  # kept in collector.last_cleanup_error
+            except Exception as e:  # housekeeping must never take the node down
+                log.exception("cleanup_crashed", node=me)
+                collector.last_cleanup_error = MurmurError(f"the cleanup failed: {e!r}")
+            finally:
+                done.set()
+
+        nursery.start_soon(run)
+        with trio.move_on_after(CLEANUP_WAIT_S):
+            await done.wait()
+        if not done.is_set():
+            return Response(202, msgspec.json.encode({"node": me, "status": "running"}))
+        if collector.last_cleanup_error is not None:
+            return error_response(collector.last_cleanup_error)
+        return Response(200, msgspec.json.encode(collector.last_cleanup))
+
+    async def cleanup_status(req: Request) -> Response:
+        assert collector is not None
+        err = collector.last_cleanup_error
+        body = {"node": me, "running": collector.cleaning, "last": collector.last_cleanup or None,
+                "last_error": None if err is None else err.message}
+        return Response(200, msgspec.json.encode(body))
+
+    routes: dict[str, dict[str, Any]] = {"/admin/decommission": {"POST": decommission},
+                                         "/admin/topology": {"GET": topology}, "/admin/snapshot": {"POST": snapshot}}
+    if collector is not None:
+        routes["/admin/cleanup"] = {"POST": cleanup, "GET": cleanup_status}
+    return routes
 
 
 async def _leave_logged(leave: Callable[[], Awaitable[None]], me: str) -> None:
@@ -254,7 +304,8 @@ async def _serve(
     node_dir = cfg.node_dir(name)
     n_rep = cfg.cluster.replication_factor
     tls = front.tls
-    storage = open_storage(node_dir / "storage", cfg.storage, load=Shard.load)  # undecodable: the older one
+    mode = StorageMode(name)  # read-only while the disk fails or is too full: the WAL reports, writes ask
+    storage = open_storage(node_dir / "storage", cfg.storage, load=Shard.load, mode=mode)  # undecodable: the older one
     front.phase = "loading the snapshot"
     t0 = trio.current_time()
     async with storage as st, open_peer_pool(cfg.cluster.secret, name) as pool:
@@ -266,6 +317,7 @@ async def _serve(
         await trio.to_thread.run_sync(_replay, shard, rec.records, front)  # the loop keeps answering /health
         front.phase = "joining the cluster"
         snap = _Snapshotter(shard, st, cfg, rec.snapshot_lsn, name)
+        metrics.collect_storage_from(partial(_storage_figures, st, snap))
         wal_records = len(rec.records)
         del rec
         gc.collect()
@@ -289,8 +341,9 @@ async def _serve(
         mine = (target or topo).member(name)
         assert mine is not None
         placement = Placement(tp.ring_of(topo.members), n_rep)
-        service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms)
-        service.hints = await HintStore.open(node_dir / "hints")
+        service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms, mode)
+        grace_ms = int(cfg.storage.tombstone_grace_s * 1000)
+        service.hints = await HintStore.open(node_dir / "hints", ttl_ms=col.hint_ttl_ms(grace_ms), clock_ms=wall_ms)
         ids = SnowflakeGenerator(mine.machine_id)
         # resume above this machine's newest id, but not past the clock: ids made from a client's
         # created_at do not move it (one vectorised pass over the id column)
@@ -350,6 +403,10 @@ async def _serve(
         )
         coord.service = service
         coord.keeper = keeper
+        collector = Collector(
+            name, service, placement, keeper, cfg.storage.tombstone_grace_s,
+            cfg.storage.tombstone_collect_interval_s, wall_ms, on_changed=snap.request,
+        )
 
         def figures() -> NodeFigures:  # for /stats: O(1) sizes, and the ring's partitions with replicas up
             ring = placement.ring
@@ -372,7 +429,7 @@ async def _serve(
                 cfg.http,
                 name,
                 auth=cfg.auth,
-                admin_routes=admin_routes(name, keeper, nursery, leave, snap),
+                admin_routes=admin_routes(name, keeper, nursery, leave, snap, collector),
                 figures=figures,
             )
             await nursery.start(service.run)  # its background sends (fan-outs answered at W)
@@ -384,6 +441,7 @@ async def _serve(
             nursery.start_soon(peers.repair_loop, recv_repairs)
             nursery.start_soon(service.outbox_loop)
             nursery.start_soon(service.anti_entropy_loop)
+            nursery.start_soon(collector.run)  # tombstone collection passes (node/replication/collection.py)
 
             async def send_hints(node: str, payloads: list[bytes]) -> None:
                 await peers.call(node, rm.ApplyReq([decode_record(p) for p in payloads]))
@@ -403,6 +461,20 @@ async def _serve(
         with trio.CancelScope(shield=True):
             await snap.take("graceful stop")
         log.info("stopped", node=name)
+
+
+def _storage_figures(st: Any, snap: _Snapshotter) -> dict[str, float | None]:
+    """For /metrics (node/metrics.py STORAGE_FAMILIES)."""
+    mode = st.mode
+    return {
+        "read_only": float(mode.read_only),
+        "read_only_entered": float(mode.entered_total),
+        "free_bytes": None if st.free_bytes is None else float(st.free_bytes),
+        "wal_write_errors": float(st.stats.write_errors),
+        "wal_fsync_errors": float(st.stats.fsync_errors),
+        "snapshots": float(snap.taken),
+        "snapshots_failed": float(snap.failed),
+    }
 
 
 def _begin_join(t: Topology, cfg: Config, name: str, machine_id: int) -> Topology:
@@ -467,9 +539,15 @@ class _Snapshotter:
     """Snapshots in a child process (node/storage/background.py), so the node keeps serving while one is written:
     once `snapshot_wal_records` WAL records are new (each node at its own point), every `snapshot_interval_s`
     when `snapshot_min_records` are new (each node at its own offset), on request (POST /admin/snapshot,
-    `murmur snapshot`), and once at a graceful stop. One at a time; the WAL it covers is deleted after it."""
+    `murmur snapshot`), and once at a graceful stop. One at a time; the WAL it covers is deleted after it.
+
+    A snapshot that fails (a full disk, an I/O error, the child killed) never ends the node: its temp file is
+    removed, it is logged and counted, and it is tried again RETRY_MIN_S .. RETRY_MAX_S later (doubling, as
+    Redis retries a failed BGSAVE), a request or the graceful stop at once. The WAL it would have let go stays."""
 
     CHECK_S = 1.0
+    RETRY_MIN_S = 5.0
+    RETRY_MAX_S = 300.0
 
     def __init__(self, shard: Shard, st: Any, cfg: Config, snapshot_lsn: int, name: str) -> None:
         self.shard, self.st, self.cfg = shard, st, cfg
@@ -480,6 +558,9 @@ class _Snapshotter:
         self.running = False
         self._asked = trio.Event()
         self.taken = 0
+        self.failed = 0  # snapshots that did not get written, since start
+        self.backoff = Backoff(self.RETRY_MIN_S, self.RETRY_MAX_S)
+        self.retry = False  # the last one failed: try again once the backoff allows
         self.last: dict[str, Any] = {}  # the last snapshot's figures, or its error
 
     def request(self) -> str:
@@ -497,9 +578,14 @@ class _Snapshotter:
                 await self._asked.wait()
             new = self.st.last_lsn - self.last_lsn
             why = None
+            may = self.backoff.may_attempt(trio.current_time())
             if self._asked.is_set():
                 self._asked = trio.Event()
                 why = "requested"
+            elif not may:
+                pass  # the last one failed: not again before its backoff ends (the schedule waits too)
+            elif self.retry:
+                why = "retry"
             elif self.records_at and new >= self.records_at:
                 why = "wal records"
             elif trio.current_time() >= next_scheduled:
@@ -521,14 +607,26 @@ class _Snapshotter:
             # until every record of it is applied), so an applied record may lack an lsn, never the reverse.
             size = await snapshot_in_child(self.st.directory, lsn, self.shard.dump_parts)
         except OSError as e:
+            self.failed += 1
+            self.retry = True
+            delay = self.backoff.on_failure(trio.current_time(), random.random())
             self.last = {"error": str(e), "why": why, "at_lsn": lsn}
-            log.error("snapshot_failed", why=why, lsn=lsn, error=str(e))
+            log.error("snapshot_failed", why=why, lsn=lsn, error=str(e), failed=self.failed, retry_in_s=round(delay, 1))
+            # The child removes its temp file itself unless it was killed: then this one does.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(remove_temp_file, self.st.directory, lsn)
             return
         finally:
             self.running = False
         self.last_lsn = lsn
         self.taken += 1
-        deleted = await self.st.snapshot_written(lsn)
+        self.retry = False
+        self.backoff.on_success()
+        try:
+            deleted = await self.st.snapshot_written(lsn)
+        except OSError as e:  # the snapshot holds; the next one deletes what this could not
+            log.error("wal_truncate_failed", lsn=lsn, error=str(e))
+            deleted = 0
         seconds = round(trio.current_time() - t0, 3)
         self.last = {"lsn": lsn, "bytes": size, "seconds": seconds, "why": why, "wal_segments_deleted": deleted}
         log.info("snapshot", why=why, lsn=lsn, bytes=size, seconds=seconds, wal_segments_deleted=deleted)

@@ -436,6 +436,16 @@ class Client:
         resp = self.request(Call("POST", "/admin/snapshot", idempotent=False))
         return _decode(resp, dict[str, Any]) if resp.content else {}
 
+    def cleanup(self) -> dict[str, Any]:
+        """POST /admin/cleanup (admin): the node drops the data of the ranges it no longer replicates. -> its
+        figures (200), or {"status": "running"} (202) when it takes longer: then poll cleanup_status()."""
+        resp = self.request(Call("POST", "/admin/cleanup", idempotent=False))
+        return _decode(resp, dict[str, Any])
+
+    def cleanup_status(self) -> dict[str, Any]:
+        """GET /admin/cleanup (admin): {"running", "last": the last cleanup's figures, "last_error"}."""
+        return _decode(self.request(Call("GET", "/admin/cleanup")), dict[str, Any])
+
     def decommission(self) -> dict[str, Any]:
         """POST /admin/decommission to THIS node (admin role): it starts leaving the ring (202). The cluster
         secret never travels over HTTP (CONTRACT §5)."""
@@ -580,11 +590,15 @@ class AsyncClient:
         concurrency: int = BULK_CONCURRENCY,
         body: Callable[[S], Mapping[str, Any] | bytes] | None = None,
         on_batch: Callable[[Sequence[S], BulkResult], None] | None = None,
+        via: Sequence[AsyncClient] = (),
     ) -> BulkTotals:
         """POST every batch to /tweets/bulk with `concurrency` bulks in flight (as Elasticsearch's parallel_bulk)
         and as many read ahead; `on_batch(batch, result)` after each (progress). `body` turns an element of a
-        batch into its tweet (default: the element is the tweet)."""
+        batch into its tweet (default: the element is the tweet). `via`: clients of other nodes of the cluster to
+        spread the bulks over (sender k uses the k-th of this client and them, round robin), so that no single
+        node coordinates the whole load."""
         assert concurrency >= 1
+        senders: list[AsyncClient] = [self, *via]
         totals = BulkTotals()
         to_tweet = body or _itself
         send, recv = anyio.create_memory_object_stream[Sequence[S]](concurrency)
@@ -598,10 +612,10 @@ class AsyncClient:
                     for b in batches:
                         await send.send(b)
 
-        async def consume(r: ObjectReceiveStream[Sequence[S]]) -> None:
+        async def consume(r: ObjectReceiveStream[Sequence[S]], sender: AsyncClient) -> None:
             async with r:
                 async for b in r:
-                    res = await self.bulk([to_tweet(x) for x in b])
+                    res = await sender.bulk([to_tweet(x) for x in b])
                     totals.ingested += res.ingested
                     totals.failed += res.failed
                     totals.batches += 1
@@ -612,8 +626,8 @@ class AsyncClient:
         async with anyio.create_task_group() as tg:
             tg.start_soon(produce)
             async with recv:
-                for _ in range(concurrency):
-                    tg.start_soon(consume, recv.clone())
+                for k in range(concurrency):
+                    tg.start_soon(consume, recv.clone(), senders[k % len(senders)])
         return totals
 
     async def search(
@@ -648,6 +662,13 @@ class AsyncClient:
     async def snapshot(self) -> dict[str, Any]:
         resp = await self.request(Call("POST", "/admin/snapshot", idempotent=False))
         return _decode(resp, dict[str, Any]) if resp.content else {}
+
+    async def cleanup(self) -> dict[str, Any]:
+        resp = await self.request(Call("POST", "/admin/cleanup", idempotent=False))
+        return _decode(resp, dict[str, Any])
+
+    async def cleanup_status(self) -> dict[str, Any]:
+        return _decode(await self.request(Call("GET", "/admin/cleanup")), dict[str, Any])
 
 
 __all__ = [

@@ -37,6 +37,16 @@ class StorageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     snapshot_wal_records: int = 300_000
     wal_segment_bytes_max: int = 64 * 1024 * 1024  # a WAL segment file is rolled past this size
     group_commit_records_max: int = 4096  # records written by one group commit at most
+    # Under this many bytes free on the storage's file system the node turns read-only (writes 503, reads
+    # served, /health degraded) before the disk is full, as Elasticsearch's flood stage; it takes writes again
+    # by itself once 1.25 times this is free. 0 = no floor (a full disk still only makes it read-only).
+    free_bytes_min: int = 64 * 1024 * 1024
+    # Seconds a delete's tombstone is kept at least (Cassandra's gc_grace_seconds; 864000 = 10 days). After it, a
+    # tombstone is dropped once every replica holds it and no other member holds data of its partition
+    # (node/replication/collection.py); hints older than a quarter of it are dropped. Keep it far above the time
+    # a write can be in flight and the clocks' disagreement (seconds).
+    tombstone_grace_s: float = 864_000.0
+    tombstone_collect_interval_s: float = 3600.0  # seconds between two collection passes of a node (0 = never)
 
 
 class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -244,6 +254,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError("storage.wal_segment_bytes_max", "must be at least 4096")
     if s.group_commit_records_max < 1:
         raise ConfigError("storage.group_commit_records_max", "must be at least 1")
+    if s.free_bytes_min < 0:
+        raise ConfigError("storage.free_bytes_min", "must be >= 0 (0: no floor)")
+    if not s.tombstone_grace_s >= 1:
+        raise ConfigError("storage.tombstone_grace_s", "must be at least 1 (second)")
+    if not s.tombstone_collect_interval_s >= 0:
+        raise ConfigError("storage.tombstone_collect_interval_s", "must be >= 0 (0 = never)")
     cfg.membership.validate()  # raises ConfigError naming membership.<key>
     h = cfg.http
     for key in ("body_bytes_max", "header_bytes_max", "bulk_lines_max", "connections_max"):

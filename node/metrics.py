@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 Sample = tuple[str, str, dict[str, str], float]  # (name, help, labels, value): a gauge from elsewhere
@@ -45,6 +45,38 @@ class SamplesCollector(Collector):
             for _, _, labels, value in samples:
                 fam.add_metric([labels.get(k, "") for k in label_names], value)
             yield fam
+
+
+# The node's storage figures (node/app.py gathers them): key -> (kind, metric name, help). Counters get `_total`.
+STORAGE_FAMILIES: dict[str, tuple[str, str, str]] = {
+    "read_only": ("gauge", "murmur_storage_read_only",
+                  "1 while this node cannot persist writes (they get 503, reads are served; see /health), else 0"),
+    "read_only_entered": ("counter", "murmur_storage_read_only_entered", "Times this node turned read-only since start"),
+    "free_bytes": ("gauge", "murmur_storage_free_bytes",
+                   "Bytes free on the storage's file system at the last check (made when free_bytes_min is set)"),
+    "wal_write_errors": ("counter", "murmur_wal_write_errors", "WAL batch writes or their fsync that failed, retries included"),
+    "wal_fsync_errors": ("counter", "murmur_wal_fsync_errors", "Background WAL fsyncs (fsync = everysec) that failed"),
+    "snapshots": ("counter", "murmur_snapshots", "Snapshots written since start"),
+    "snapshots_failed": ("counter", "murmur_snapshots_failed",
+                         "Snapshots that failed since start (full disk, I/O error, the child killed); each is retried"),
+}
+StorageSource = Callable[[], dict[str, float | None]]
+
+
+class StorageCollector(Collector):
+    """The STORAGE_FAMILIES of `source()` at scrape time; a figure that is None (not known) is left out."""
+
+    def __init__(self) -> None:
+        self.source: StorageSource | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.source is None:
+            return
+        for key, value in self.source().items():
+            if value is None or key not in STORAGE_FAMILIES:
+                continue
+            kind, name, help_ = STORAGE_FAMILIES[key]
+            yield (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, help_, value=value)
 
 
 class HttpMetrics:
@@ -92,14 +124,21 @@ class HttpMetrics:
                 "murmur_http_protocol_errors_total",
                 "murmur_http_connections_open",
                 "murmur_tweets_ingested_total",
+                *(name + "_total" * (kind == "counter") for kind, name, _ in STORAGE_FAMILIES.values()),
             }
         )
         r.register(self._samples)
+        self._storage = StorageCollector()
+        r.register(self._storage)
         self._stage_names: set[str] = set()
 
     def collect_from(self, source: SampleSource) -> None:
         """Gauges of `source` (the coordinator's metrics_samples) are read at every scrape."""
         self._samples.source = source
+
+    def collect_storage_from(self, source: StorageSource) -> None:
+        """The node's storage figures (STORAGE_FAMILIES), read at every scrape."""
+        self._storage.source = source
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         st = str(status)

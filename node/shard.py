@@ -25,6 +25,14 @@ Rules (the one place they live):
 - Postings: PostingOps carry the tweet's version. A remove leaves a posting tombstone (term, id) -> version and an
   add older than it is ignored; postings are candidates only (every search result is checked against the tweet
   itself), so a stale posting costs time, never correctness.
+- Collection (node/replication/collection.py has the rules): `collect` drops tombstones a round found on every
+  replica past their grace (store rows removed, digest buckets updated; their postings went with the delete);
+  while `tombstone_floor_ms` is set, a DeleteTweet deleted at or before it is not stored for an id not held here
+  (it has nothing to hide: rule 3 there). Posting tombstones live in two generations, the older one dropped at
+  each `rotate_posting_tombstones` (rule 5). Neither is logged: a replay of the WAL brings back what a snapshot
+  had not yet forgotten, to be collected again.
+- Cleanup: `drop_tweets_outside` / `drop_terms` / `drop_posting_meta_outside` forget the tweets, postings and
+  posting tombstones of the ranges this node no longer replicates (the same file says when).
 The tweets themselves live in a column store (node/store/tweets.py); a snapshot is a set of named buffers
 (node/storage/parts.py) that load back in bulk. Never touches files, sockets or clocks.
 """
@@ -32,6 +40,7 @@ The tweets themselves live in a column store (node/store/tweets.py); a snapshot 
 from __future__ import annotations
 
 import bisect
+import itertools
 from array import array
 from collections.abc import Iterable
 
@@ -119,6 +128,25 @@ def range_buckets(start: int, end: int) -> list[tuple[int, bool]]:
     return out
 
 
+class _TokenSet:
+    """Ring tokens in a set of (start, end] ranges, by bisection over their non-wrapping spans."""
+
+    def __init__(self, ranges: Iterable[tuple[int, int]]) -> None:
+        spans: list[tuple[int, int]] = []  # inclusive [lo, hi], not wrapping
+        for a, b in ranges:
+            if a < b:
+                spans.append((a + 1, b))
+            else:
+                spans += [(a + 1, HASH_MASK), (0, b)]
+        spans.sort()
+        self._los = [lo for lo, _ in spans]
+        self._his = [hi for _, hi in spans]
+
+    def __contains__(self, tok: int) -> bool:
+        k = bisect.bisect_right(self._los, tok) - 1
+        return k >= 0 and tok <= self._his[k]
+
+
 class ShardMeta(msgspec.Struct, array_like=True):
     """What a snapshot holds besides the store's and the index's buffers."""
 
@@ -146,6 +174,8 @@ class Shard:
         self._bucket_hash = array("Q", bytes(8 * BUCKETS))  # digest bucket -> XOR of key_hash(id, version)
         self._bucket_count = array("I", bytes(4 * BUCKETS))  # digest bucket -> ids stored (live or tombstoned)
         self.unsure: set[str] = set()  # terms whose postings were streamed in (see the module header)
+        self.tombstone_floor_ms = 0  # an expired tombstone (at_ms <= this) of an id not held is not stored
+        self._ptomb_old: dict[tuple[str, int], int] = {}  # the older generation of posting_tombstones
 
     def version_of(self, tweet_id: int) -> int:
         return self.store.version_of(tweet_id)
@@ -212,6 +242,8 @@ class Shard:
             if old == d.version and d.remove and d.id in self.tombstones:
                 self._merge_work(d.id, d.version, (), d.remove, None)
             return False
+        if not old and d.at_ms <= self.tombstone_floor_ms:
+            return False  # expired, and nothing here for it to hide: collected elsewhere, not stored again
         b = bucket_of(d.id)
         self._rekey(d.id, b, old, d.version)
         if d.local and old:
@@ -258,19 +290,25 @@ class Shard:
     def _postings(self, p: PostingOps) -> bool:
         self.max_version = max(self.max_version, p.version)
         tid, v = p.tweet_id, p.version
-        ptomb = self.posting_tombstones
+        ptomb, older = self.posting_tombstones, self._ptomb_old
         if p.remove:
             gone = []
             for term in p.remove:
-                if ptomb.get((term, tid), 0) < v:
-                    ptomb[(term, tid)] = v
+                k = (term, tid)
+                if ptomb.get(k, 0) < v and (not older or older.get(k, 0) < v):
+                    ptomb[k] = v
+                    if older:
+                        older.pop(k, None)
                     gone.append(term)
             self.index.remove(tid, gone)
         if p.add:
-            fresh = [t for t in p.add if ptomb.get((t, tid), 0) < v] if ptomb else list(p.add)
-            if ptomb:
+            if ptomb or older:
+                fresh = [t for t in p.add if ptomb.get((t, tid), 0) < v and older.get((t, tid), 0) < v]
                 for t in fresh:
                     ptomb.pop((t, tid), None)
+                    older.pop((t, tid), None)
+            else:
+                fresh = list(p.add)
             self.index.add(tid, fresh)
         return True
 
@@ -300,23 +338,107 @@ class Shard:
     def terms_in(self, ranges: list[tuple[int, int]]) -> list[str]:
         """Every term indexed here whose ring token lies in one of these disjoint (start, end] ranges, in token
         order."""
-        spans: list[tuple[int, int]] = []  # inclusive [lo, hi], not wrapping
-        for a, b in ranges:
-            if a < b:
-                spans.append((a + 1, b))
-            else:
-                spans += [(a + 1, HASH_MASK), (0, b)]
-        spans.sort()
-        los = [lo for lo, _ in spans]
-        his = [hi for _, hi in spans]
+        inside = _TokenSet(ranges)
         picked: list[tuple[int, str]] = []
         for term in self.index.terms():
             tok = term_token(term)
-            k = bisect.bisect_right(los, tok) - 1
-            if k >= 0 and tok <= his[k]:
+            if tok in inside:
                 picked.append((tok, term))
         picked.sort()
         return [t for _, t in picked]
+
+    # ------------------------------------------------------------ collection and cleanup
+
+    def expired_tombstones(self, deleted_by_ms: int) -> list[int]:
+        """The ids of the tombstones deleted at or before `deleted_by_ms` whose index work is done (no outbox
+        entry): the candidates of a collection round (node/replication/collection.py, rule 1)."""
+        ids = self.store.deleted_before(deleted_by_ms)
+        if self.outbox:
+            ids = [i for i in ids if i not in self.outbox]
+        return ids
+
+    def _forget(self, removed: list[tuple[int, int, int]]) -> None:
+        """Take removed store rows (id, version, bucket) out of the digests."""
+        hashes, counts = self._bucket_hash, self._bucket_count
+        for i, v, b in removed:
+            hashes[b] ^= key_hash(i, v)
+            counts[b] -= 1
+
+    def collect(self, ids: Iterable[int]) -> int:
+        """Drop these tombstones (a round found them on every replica: node/replication/collection.py); ids
+        that are not tombstones here (any more) are left alone. -> tombstones dropped."""
+        removed = self.store.remove(ids, tombstones_only=True)
+        self._forget(removed)
+        return len(removed)
+
+    def compact(self, force: bool = False) -> int:
+        """Compact the store when removals and edits left enough dead rows and text (any, with force). -> bytes
+        freed."""
+        st = self.store
+        if st.needs_compaction() or (force and (st.gone_count() or st.garbage_bytes())):
+            return st.compact()
+        return 0
+
+    def rotate_posting_tombstones(self) -> int:
+        """Drop the older generation of posting tombstones; the current one becomes the older (rule 5 of
+        node/replication/collection.py). -> entries dropped."""
+        dropped = len(self._ptomb_old)
+        self._ptomb_old, self.posting_tombstones = self.posting_tombstones, {}
+        return dropped
+
+    def drop_tweets_outside(self, ranges: list[tuple[int, int]]) -> tuple[int, int, int]:
+        """Cleanup: forget every tweet and tombstone whose ring token lies in none of these (start, end] ranges,
+        and their outbox entries. -> (tweets, tombstones, outbox entries) dropped."""
+        whole = np.zeros(BUCKETS, dtype=bool)
+        cut = np.zeros(BUCKETS, dtype=bool)
+        for start, end in ranges:
+            for b, partial in range_buckets(start, end):
+                if partial:
+                    cut[b] = True
+                else:
+                    whole[b] = True
+        cut &= ~whole
+        out = self.store.ids_in_buckets(~(whole | cut)).tolist()
+        inside = _TokenSet(ranges)
+        out += [i for i in self.store.ids_in_buckets(cut).tolist() if tweet_token(i) not in inside]
+        live = sum(1 for i in out if i in self.tweets)
+        removed = self.store.remove(out)
+        self._forget(removed)
+        gone = [i for i in self.outbox if tweet_token(i) not in inside]
+        for i in gone:
+            del self.outbox[i]
+        return live, len(removed) - live, len(gone)
+
+    def terms_outside(self, ranges: list[tuple[int, int]], among: Iterable[str] | None = None) -> list[str]:
+        """The terms indexed here (or those of `among`) whose ring token lies in none of these ranges."""
+        inside = _TokenSet(ranges)
+        return [t for t in (self.index.terms() if among is None else among) if term_token(t) not in inside]
+
+    def drop_terms(self, terms: list[str]) -> int:
+        """Cleanup: forget these terms' postings. -> postings dropped."""
+        self.unsure.difference_update(terms)
+        return self.index.drop_terms(terms)
+
+    def drop_posting_meta_outside(self, ranges: list[tuple[int, int]]) -> int:
+        """Cleanup: forget the posting tombstones and `unsure` marks of terms outside these ranges. -> posting
+        tombstones dropped."""
+        inside = _TokenSet(ranges)
+        toks: dict[str, bool] = {}
+
+        def mine(term: str) -> bool:
+            hit = toks.get(term)
+            if hit is None:
+                hit = toks[term] = term_token(term) in inside
+            return hit
+
+        dropped = 0
+        for table in (self.posting_tombstones, self._ptomb_old):
+            gone = [k for k in table if not mine(k[0])]
+            for k in gone:
+                del table[k]
+            dropped += len(gone)
+        self.unsure = {t for t in self.unsure if mine(t)}
+        return dropped
 
     # ------------------------------------------------------------ anti-entropy
 
@@ -403,7 +525,7 @@ class Shard:
         meta = ShardMeta(
             self.max_version,
             list(self.outbox.values()),
-            [(t, i, v) for (t, i), v in self.posting_tombstones.items()],
+            [(t, i, v) for (t, i), v in itertools.chain(self._ptomb_old.items(), self.posting_tombstones.items())],
             list(self.promised.items()),
             sorted(self.unsure),
         )

@@ -106,3 +106,9 @@ def test_the_node_refuses_to_start_with_a_weak_secret(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert p.returncode == 2 and "cluster.secret" in p.stderr and "murmur keygen" in p.stderr, p.stderr
+
+
+def test_the_free_space_floor_defaults_on_and_may_be_turned_off() -> None:
+    assert parse_config(cfg(), "/x.toml").storage.free_bytes_min == 64 * 1024 * 1024
+    assert parse_config(cfg(storage={"free_bytes_min": 0}), "/x.toml").storage.free_bytes_min == 0
+    assert refused(cfg(storage={"free_bytes_min": -1})).key == "storage.free_bytes_min"

@@ -77,10 +77,15 @@ def _cmd_down(args: argparse.Namespace) -> int:
 def _cmd_load(args: argparse.Namespace) -> int:
     from node.cli.load import run_load
 
-    if args.batch < 1 or args.concurrency < 1:
+    if args.batch < 1 or (args.concurrency is not None and args.concurrency < 1):
         print("murmur: --batch and --concurrency must be at least 1", file=sys.stderr)
         return 2
-    return run_load(_url(args), args.files, args.batch, args.concurrency, args.limit, _key(args))
+    if args.url:
+        urls = [str(args.url).rstrip("/")]
+    else:  # any node coordinates: spread the bulks over all of them
+        cfg = _config(args)
+        urls = [cfg.url(n.name) for n in cfg.nodes]
+    return run_load(urls, args.files, args.batch, args.concurrency, args.limit, _key(args))
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -99,6 +104,12 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     from node.cli.query import run_snapshot
 
     return run_snapshot(_url(args), _key(args))
+
+
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    from node.cli.query import run_cleanup
+
+    return run_cleanup(_url(args), _key(args))
 
 
 def _cmd_decommission(args: argparse.Namespace) -> int:
@@ -146,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("load", "bulk-load tweets: JSON lines (.gz ok), Twitter API JSON, Sentiment140 CSV", url=True)
     sp.add_argument("files", nargs="+", metavar="FILE", help="input files ('-' = stdin)")
     sp.add_argument("--batch", type=int, default=1000, help="lines per POST /tweets/bulk (default 1000)")
-    sp.add_argument("--concurrency", type=int, default=4, help="batches in flight (default 4)")
+    sp.add_argument(
+        "--concurrency", type=int, default=None, help="batches in flight (default 2 per node it loads through, at least 4)"
+    )
     sp.add_argument("--limit", type=int, default=None, help="read at most this many records of each file")
     sp.set_defaults(func=_cmd_load)
 
@@ -163,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd("snapshot", "ask the node to write a snapshot now (returns at once; it keeps serving)", url=True)
     sp.set_defaults(func=_cmd_snapshot)
+
+    sp = cmd(
+        "cleanup",
+        "drop the data of the ranges the node no longer replicates, after a join or leave (as nodetool cleanup)",
+        url=True,
+    )
+    sp.set_defaults(func=_cmd_cleanup)
 
     sp = cmd("decommission", "stream a node's data to the others and take it off the ring; it then stops", url=True)
     sp.add_argument("name", metavar="NAME", help="the node that leaves")

@@ -1,4 +1,5 @@
-"""`murmur search`, `murmur status` and `murmur snapshot`: one call each through node.client, printed for a human.
+"""`murmur search`, `murmur status`, `murmur snapshot` and `murmur cleanup`: one call each through node.client (a
+long cleanup is followed by polling), printed for a human.
 
 The `format_*` functions are pure and tolerant of missing fields (the node's JSON may grow); the commands only
 fetch and print. Never raise on an odd answer: show what is there.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import msgspec
@@ -136,6 +138,49 @@ def run_snapshot(url: str, api_key: str | None = None) -> int:
         return 1
     extra = "  ".join(f"{k}={v}" for k, v in body.items())
     print(f"{url}: snapshot started" + (f"  {extra}" if extra else ""))
+    return 0
+
+
+CLEANUP_POLL_S = 1.0
+CLEANUP_TIMEOUT_S = 3600.0  # `murmur cleanup` follows a long cleanup this long
+
+
+def format_cleanup(body: dict[str, Any]) -> str:
+    def mb(k: str) -> str:
+        v = body.get(k)
+        return f"{v / 1e6:.1f}" if isinstance(v, int | float) else "?"
+
+    return (
+        f"dropped {body.get('tweets_dropped', '?')} tweets, {body.get('tombstones_dropped', '?')} tombstones, "
+        f"{body.get('terms_dropped', '?')} terms ({body.get('postings_dropped', '?')} postings), "
+        f"{body.get('posting_tombstones_dropped', '?')} posting tombstones, "
+        f"{body.get('outbox_dropped', '?')} outbox entries; store {mb('store_bytes_before')} -> "
+        f"{mb('store_bytes_after')} MB, index {mb('index_bytes_before')} -> {mb('index_bytes_after')} MB, "
+        f"in {body.get('seconds', '?')} s"
+    )
+
+
+def run_cleanup(url: str, api_key: str | None = None) -> int:
+    """`murmur cleanup`: POST /admin/cleanup, and follow it (GET /admin/cleanup) when it outlasts the request."""
+    try:
+        with Client(url, api_key=api_key, timeout=TIMEOUT_S, retries=RETRIES) as c:
+            body = c.cleanup()
+            deadline = time.monotonic() + CLEANUP_TIMEOUT_S
+            while body.get("status") == "running" and time.monotonic() < deadline:
+                time.sleep(CLEANUP_POLL_S)
+                st = c.cleanup_status()
+                if not st.get("running"):
+                    if st.get("last_error"):
+                        print(f"murmur: cleanup failed: {st['last_error']}", file=sys.stderr)
+                        return 1
+                    body = st.get("last") or {}
+    except ApiError as e:
+        print(_failed("cleanup refused", url, e), file=sys.stderr)
+        return 1
+    if body.get("status") == "running":
+        print(f"murmur: {url}: the cleanup still runs after {CLEANUP_TIMEOUT_S:.0f} s", file=sys.stderr)
+        return 1
+    print(f"{url}: cleanup done: {format_cleanup(body)}")
     return 0
 
 

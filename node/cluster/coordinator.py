@@ -123,6 +123,10 @@ class ClusterCoordinator:
         self._rotor = 0  # which replica a local-first search asks first
         self._render_cache: dict[int, tuple[int, msgspec.Raw]] = {}  # id -> (version, its JSON): bounded
         self._batcher = WriteBatcher(self._send_writes)  # concurrent writes to one master share calls
+        # partition -> the replica that last acknowledged this coordinator's writes to it (the acting master it
+        # keeps using while that one answers), for the ring it was learnt on. At most one entry per partition.
+        self._acting: dict[int, str] = {}
+        self._acting_ring: object = None
 
     # ------------------------------------------------------------ helpers
 
@@ -135,10 +139,23 @@ class ClusterCoordinator:
         }
         return live or None
 
-    def _master_for(self, tweet_id: int, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
-        """Where a write goes: the first replica of the partition that gossip holds alive (then a suspect one),
-        not in `exclude` (tried already); it wins (or holds) the mastership. None when none is left."""
-        reps = self.placement.tweet(tweet_id)[1]
+    def _master_for(
+        self, place: tuple[int, tuple[str, ...]], exclude: set[str] | frozenset[str] = frozenset()
+    ) -> str | None:
+        """Where a write goes: the replica that acknowledged this coordinator's last write to the partition (the
+        acting master), while gossip holds it up (alive or suspect) and it is not in `exclude`; else the first
+        replica that gossip holds alive (then a suspect one) not in `exclude`, which wins (or holds) the
+        mastership. None when none is left. Staying with the acting master is what keeps mastership still: a
+        node suspected for a moment under load (a snapshot's fork, a long batch) would otherwise lose its
+        partitions to the next replica and win them back a moment later, each move an election and a catch-up
+        (at 1.77 M tweets, a thousand of them per node during one load). Only a failed call moves it."""
+        pid, reps = place  # placement.tweet(id): (partition, replicas in preference order)
+        if self._acting_ring is self.placement.ring:
+            acting = self._acting.get(pid)
+            if acting is not None and acting not in exclude and acting in reps and (
+                acting == self.me or self.peers.is_up(acting)
+            ):
+                return acting
         state = getattr(self.peers, "state", {})
         cands = [n for n in reps if n not in exclude and (n == self.me or self.peers.is_up(n))]
         alive = [n for n in cands if n == self.me or state.get(n, "alive") == "alive"]
@@ -371,15 +388,17 @@ class ClusterCoordinator:
         tried: dict[int, set[str]] = {k: set() for k in todo}
         uncertain: set[int] = set()  # an earlier try of these may have landed
         last: dict[int, str] = {}
+        place: dict[int, tuple[int, tuple[str, ...]]] = {}
         deadline = trio.current_time() + limits.WRITE_DEADLINE_S
         backoff = limits.WRITE_RETRY_MIN_S
         while todo:
             by_master: dict[str, list[int]] = {}
             for k in todo:
-                nd = self._master_for(ops[k].id, tried[k])
+                place[k] = self.placement.tweet(ops[k].id)  # once per op and try (the ring may move between tries)
+                nd = self._master_for(place[k], tried[k])
                 if nd is None and tried[k]:  # every replica tried: start over (one may be back by now)
                     tried[k].clear()
-                    nd = self._master_for(ops[k].id)
+                    nd = self._master_for(place[k])
                 if nd is None:
                     out[k] = m.WriteResult("error", code="unavailable", message="no replica of its partition is up")
                     continue
@@ -403,8 +422,10 @@ class ClusterCoordinator:
                         uncertain.add(k)
                         last[k] = (r.message or "unavailable") if r is not None else f"the master {nd} did not answer"
                         todo.append(k)
+                        self._forget_acting(place[k][0], nd)
                     else:
                         out[k] = r
+                        self._learn_acting(place[k][0], nd)
             if not todo or trio.current_time() + backoff >= deadline:
                 break
             await trio.sleep(backoff)
@@ -421,6 +442,16 @@ class ClusterCoordinator:
             elif isinstance(op, m.CreateOp) and op.generated and r.status == "exists":
                 out[k] = m.WriteResult("created", r.tweet)  # an earlier try created it: still a new tweet to the client
         return [r if r is not None else m.WriteResult("error", code="unavailable") for r in out]
+
+    def _learn_acting(self, pid: int, node: str) -> None:
+        if self._acting_ring is not self.placement.ring:  # the ring moved: partitions are other ones now
+            self._acting = {}
+            self._acting_ring = self.placement.ring
+        self._acting[pid] = node
+
+    def _forget_acting(self, pid: int, node: str) -> None:
+        if self._acting.get(pid) == node:
+            del self._acting[pid]
 
     async def _submit(self, got: dict[str, list[m.WriteResult] | None], nd: str, ops: list[m.WriteOp]) -> None:
         got[nd] = await self._batcher.submit(nd, ops)
@@ -511,10 +542,13 @@ class ClusterCoordinator:
         members = self.members()
         down = [mb["name"] for mb in members if mb["name"] != self.me and not self.peers.is_up(mb["name"])]
         tweets = len(self.service.shard.tweets) if self.service is not None else 0
-        status = "degraded" if down else "ok"
+        mode = self.service.mode if self.service is not None else None
+        status = "degraded" if down or (mode is not None and mode.read_only) else "ok"
         out: dict[str, object] = {"status": status, "node": self.me, "tweets": tweets}
         if down:
             out["down"] = down
+        if mode is not None and mode.read_only:  # it cannot persist: writes 503, reads served (CONTRACT §2)
+            out.update(storage="read_only", reason=mode.reason)
         if self.keeper is not None and self.keeper.state != "normal":
             out["ring"] = self.keeper.state  # joining: it serves no reads of its own ranges yet
         return out

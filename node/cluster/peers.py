@@ -78,7 +78,8 @@ class Peers:
     async def call(self, node: str, req: Any, timeout_s: float = limits.RPC_TIMEOUT_S) -> Any:
         if node == self.me:
             return await call_local(self.service, req, self.me, timeout_s)
-        body = await self.pool.call(self.addrs[node], type(req).__name__, m.encode(req), timeout_s)
+        method = getattr(req, "rpc_name", type(req).__name__)
+        body = await self.pool.call(self.addrs[node], method, m.encode(req), timeout_s)
         return m.decode(body)
 
     async def dispatch(self, method: str, body: bytes, peer: str) -> bytes:
@@ -89,10 +90,11 @@ class Peers:
             body_out: bytes = await self.gossip.handle_rpc(method, body, peer)
             return body_out
         try:
-            req = m.decode(body)
+            # ApplyReq keeps its records' bytes: the replica logs what it received, without encoding it again
+            req = m.decode_apply_raw(body) if method == "ApplyReq" else m.decode(body)
         except Exception as e:  # msgspec.DecodeError / ValidationError: a malformed frame body
             raise InvalidRequest(f"undecodable {method} request: {e}") from None
-        if type(req).__name__ != method:
+        if getattr(req, "rpc_name", type(req).__name__) != method:
             raise InvalidRequest(f"method {method} does not match its body {type(req).__name__}")
         return m.encode(await self.service.handle(req, peer))
 

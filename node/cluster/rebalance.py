@@ -22,6 +22,7 @@ from node.errors import Conflict, MurmurError, Unavailable
 from node.replication import messages as m
 from node.ring import topology as tp
 from node.ring.topology import Topology
+from node.storage.mode import StorageError
 
 log = structlog.get_logger("murmur.rebalance")
 
@@ -81,7 +82,10 @@ class Keeper:
         log.info("topology", version=t.version, members=[mb.name for mb in t.members], change=t.change or None)
 
     async def _persist(self, t: Topology) -> None:
-        await trio.to_thread.run_sync(_write_atomic, self.node_dir / TOPOLOGY_FILE, _enc.encode(t))
+        try:
+            await trio.to_thread.run_sync(_write_atomic, self.node_dir / TOPOLOGY_FILE, _enc.encode(t))
+        except OSError as e:  # a full disk: this install is refused (503), the node lives on
+            raise StorageError(f"{self.me} cannot persist topology {t.version}: {e}") from e
 
     async def install(self, t: Topology, base: int) -> m.InstallResp:
         """Adopt `t` when this node's version is `base` (or any older one, with base FORCE), then wait for the
@@ -119,7 +123,10 @@ class Keeper:
         except MurmurError:
             return
         if resp.topology is not None and resp.topology.version > self.topology.version:
-            await self.install(resp.topology, FORCE)
+            try:
+                await self.install(resp.topology, FORCE)
+            except MurmurError as e:  # tried again at the next count round
+                log.warning("topology_catch_up_failed", version=resp.topology.version, error=str(e))
 
     # ------------------------------------------------------------ running a change
 

@@ -27,7 +27,16 @@ import trio.lowlevel
 
 from node.cluster import limits
 from node.cluster.placement import Placement
-from node.errors import Conflict, Deleted, MurmurError, NotFound, NotOwner, StaleEpoch, Unavailable
+from node.errors import (
+    Conflict,
+    Deleted,
+    InvalidRequest,
+    MurmurError,
+    NotFound,
+    NotOwner,
+    StaleEpoch,
+    Unavailable,
+)
 from node.model import build_tweet, same_content
 from node.query.ast import And, Term, terms_of
 from node.query.match import analysed_terms, index_terms
@@ -49,9 +58,11 @@ from node.shard import (
     Record,
     Shard,
     StreamedPostings,
+    decode_record,
     encode_record,
     make_version,
 )
+from node.storage.mode import StorageMode
 from node.text.analyzer import analyse
 
 log = structlog.get_logger("murmur.service")
@@ -75,10 +86,14 @@ class NodeService:
         placement: Placement,
         w: int,
         clock_ms: Callable[[], int],
+        mode: StorageMode | None = None,
     ) -> None:
         self.me = me
         self.shard = shard
         self.wal = wal
+        # Whether `wal` can persist now: every write path asks it before it changes the shard (a read-only
+        # node refuses with 503 and changes nothing; node/storage/mode.py).
+        self.mode = mode if mode is not None else StorageMode(me)
         self.placement = placement
         self.w = w
         self.clock_ms = clock_ms
@@ -107,6 +122,16 @@ class NodeService:
     # ------------------------------------------------------------ dispatch
 
     async def handle(self, req: Any, peer: str) -> Any:
+        if isinstance(req, m.ApplyRaw):
+            if req.fence:
+                self._check_member(peer)
+            if len(req.records) > limits.APPLY_RECORDS_MAX:
+                raise MurmurError("too many records in one apply")
+            try:
+                records = [decode_record(r) for r in req.records]
+            except msgspec.MsgspecError as e:
+                raise InvalidRequest(f"undecodable record in an apply: {e}") from None
+            return m.ApplyResp(await self.apply(records, req.fence, [bytes(r) for r in req.records]))
         if isinstance(req, m.ApplyReq):
             if req.fence:
                 self._check_member(peer)
@@ -163,12 +188,21 @@ class NodeService:
 
     # ------------------------------------------------------------ replica role
 
-    async def apply(self, records: list[Record], fence: list[tuple[int, int]] | None = None) -> int:
+    async def apply(
+        self, records: list[Record], fence: list[tuple[int, int]] | None = None, raws: list[bytes] | None = None
+    ) -> int:
         """Apply, then make durable; the caller's acknowledgement follows the WAL's. A fenced batch (a master's
         new writes) is refused whole when a newer epoch was promised for one of its partitions; an epoch newer
-        than the promise is learnt (the master won it without this node)."""
+        than the promise is learnt (the master won it without this node). `raws`: the records' encodings, when
+        the caller has them (logged as they are: each record is encoded once, by its master). A read-only node
+        refuses before changing anything."""
         if len(records) > limits.APPLY_RECORDS_MAX:
             raise MurmurError("too many records in one apply")
+        # Refused before anything changes. A big batch yields below, so the mode may turn read-only before its
+        # append: then the append is refused and the records sit in memory unlogged and unacknowledged, as they
+        # do between apply and fsync anyway; the master retries them (same versions, so idempotent).
+        self.mode.check()
+        encoded: list[bytes | None] = list(raws) if raws is not None else [None] * len(records)
         if fence:
             learnt: list[Record] = []
             for pid, epoch in fence:
@@ -178,20 +212,25 @@ class NodeService:
                 if epoch > promised:
                     learnt.append(Promise(pid, epoch))
             records = learnt + records
+            none: list[bytes | None] = [None] * len(learnt)
+            encoded = none + encoded
         if self.local_index:
-            records = [_localized(r) for r in records]
+            local = [_localized(r) for r in records]
+            encoded = [e if a is b else None for a, b, e in zip(records, local, encoded, strict=True)]
+            records = local
         now = self.clock_ms()
         changed = 0
         for k, r in enumerate(records):
             changed += self._apply_one(r, now)
             if k % limits.YIELD_EVERY == limits.YIELD_EVERY - 1:
                 await trio.lowlevel.checkpoint()  # a big batch does not hold searches up (snapshots: see _Snapshotter)
-        await self.wal.append([encode_record(r) for r in records])
+        await self.wal.append([e if e is not None else encode_record(r) for r, e in zip(records, encoded, strict=True)])
         return changed
 
     async def promise(self, pid: int, epoch: int) -> m.PromiseResp:
         """Phase 1 of an election, replica side. The check and the state change happen before any await, so a
         fenced write that arrives while the promise is being logged is already refused."""
+        self.mode.check()  # a promise this node cannot log is no promise
         promised = self.shard.promised.get(pid, 0)
         data_epoch = self.shard.max_version >> EPOCH_SHIFT
         if not ms.may_promise(promised, data_epoch, epoch):
@@ -530,6 +569,11 @@ class NodeService:
                     n.start_soon(elect, pid, replicas)
                 else:
                     failed[pid] = NotOwner(f"{self.me} does not replicate partition {pid}")
+        # A read-only master changes nothing (its coordinator tries the next replica). Checked after the awaits
+        # above: the mode may have changed during the elections. Should it change during the replication below,
+        # this node's copy is in memory only; the answer then counts the other replicas' durable copies, and an
+        # unacknowledged write may land (CONTRACT §2: a 503 is safe to retry, versions make retries idempotent).
+        self.mode.check()
         now = self.clock_ms()
         pending: list[tuple[int, Record]] = []
         fences: dict[int, int] = {}
@@ -643,24 +687,33 @@ class NodeService:
         def satisfied() -> bool:
             return need is not None and all(acked_by_every(acks.get(k, set()), sets, self.w) for k, sets in need.items())
 
+        encoded: dict[int, bytes] = {}  # id(record) -> its encoding: once for every replica and the WAL
+
+        def enc(r: Record) -> bytes:
+            b = encoded.get(id(r))
+            if b is None:
+                b = encoded[id(r)] = encode_record(r)
+            return b
+
         async def send(node: str, batch: list[tuple[int, Record]]) -> None:
             recs = [r for _, r in batch]
+            raws = [enc(r) for r in recs]
             fence = (fences or {}).get(node)
             try:
                 if node == self.me:
-                    await self.apply(recs, fence)
+                    await self.apply(recs, fence, raws)
                 elif not self.is_up(node):
                     raise Unavailable(f"{node} is down")
                 else:
                     assert self.peers is not None
-                    await self.peers.call(node, m.ApplyReq(recs, fence or []))
+                    await self.peers.call(node, m.ApplyRaw([msgspec.Raw(b) for b in raws], fence or []))
             except MurmurError as e:
                 log.warning("apply_failed", to=node, records=len(batch), error=e.code)
                 if e.code == NotOwner.code:
                     for p, epoch in fence or ():
                         self._step_down(p, epoch)
                 elif node != self.me and self.hints is not None:
-                    await self.hints.add(node, [encode_record(r) for r in recs])  # bounded; replayed when it is up
+                    await self.hints.add(node, raws)  # bounded; replayed when it is up
                 return
             else:
                 for k, _ in batch:

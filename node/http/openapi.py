@@ -250,6 +250,23 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
                 "responses": {"202": admin_object, **_COMMON},
             }
         },
+        "/admin/cleanup": {
+            "post": {
+                "summary": "Drop the data of the ranges this node no longer replicates, after a join or leave "
+                "(murmur cleanup, as nodetool cleanup): 200 with what was dropped, or 202 while it still runs; "
+                "admin role",
+                "responses": {
+                    "200": admin_object,
+                    "202": admin_object,
+                    "409": _error("the ring is moving, a member has another ring or did not answer, or one runs"),
+                    **_COMMON,
+                },
+            },
+            "get": {
+                "summary": "Whether a cleanup runs, and the last one's figures; admin role",
+                "responses": {"200": admin_object, **_COMMON},
+            },
+        },
         "/admin/decommission": {
             "post": {
                 "summary": "This node starts leaving the ring: its ranges stream to the nodes that take them over, "

@@ -77,6 +77,7 @@ class Health(msgspec.Struct, forbid_unknown_fields=False):
     down: list[str] | None = None  # degraded: the members it sees down
     ring: str | None = None  # degraded: this node is joining or leaving
     storage: str | None = None  # degraded: "read_only" when it cannot persist
+    reason: str | None = None  # degraded, storage: why it cannot persist (a disk error, free space under the floor)
 
 
 class PartitionHealth(msgspec.Struct):

@@ -174,6 +174,23 @@ class InvertedIndex:
         if words is not None and table is self._main and self._pairs is not None:
             self._pairs.remove(words, key)
 
+    def drop_terms(self, terms: Iterable[str]) -> int:
+        """Forget every posting of these terms (cleanup: their partitions are replicated elsewhere now). The pairs
+        go too (the index turns blind: still exact, phrases slower), since they pair words whose postings may have
+        gone. -> postings dropped."""
+        gone = set(terms)
+        if not gone:
+            return 0
+        dropped = 0
+        for table in (self._main, *self._id_tables()):
+            for t in gone:
+                dropped += table.drop(t)
+        for staged in (self._staged, self._staged_old):
+            for st in staged.values():
+                st.terms -= gone
+        self._pairs = None
+        return dropped
+
     # -- statistics ---------------------------------------------------------------------------------------
 
     def _id_tables(self) -> tuple[PostingsTable, PostingsTable, PostingsTable]:

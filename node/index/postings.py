@@ -247,6 +247,24 @@ class PostingsTable:
         self._postings -= 1
         return True
 
+    def drop(self, term: str) -> int:
+        """Forget `term`'s whole list. -> how many values it held."""
+        v = self._d.pop(term, None)
+        if v is None:
+            return 0
+        self._key_bytes -= sys.getsizeof(term)
+        if type(v) is int:
+            k = 1
+        elif type(v) is bytes:
+            k = len(v) // self._item
+            self._smalls -= 1
+        else:
+            assert isinstance(v, array)
+            k = len(v)
+            self._arrays -= 1
+        self._postings -= k
+        return k
+
     # -- snapshots ----------------------------------------------------------------------------------------
 
     def dump_parts(self, prefix: str) -> list[tuple[str, bytes | memoryview]]:

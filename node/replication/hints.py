@@ -7,6 +7,12 @@ Files in the hint directory, per target node (name percent-encoded):
     <node>.acked      one empty-payload record whose lsn is the newest hint delivered; replaced (tmp + rename)
                       after every delivered batch, so a crash mid-replay resends at most that one batch
     <node>.hints.tmp  a compaction that did not finish: deleted at open, never read
+    <node>.since      with a TTL only: one empty-payload record whose lsn field is 1 + the wall time (ms) at which
+                      the queue last went from empty to not empty, so no pending hint is older than that
+Age (with a TTL, node/replication/collection.py rule 4): a queue that may hold a hint older than the TTL - its
+`since` is older, or unknown (no .since file) - is dropped whole, not replayed, when it is next replayed or added
+to, and counted as dropped. A hint older than a tombstone's grace could carry a version that the tombstone hid
+and that the replicas have since forgotten; anti-entropy brings the replica whatever the dropped hints held.
 Durability: appends are write()s without fsync. They survive kill -9 (the page cache belongs to the kernel), not
 a power cut; a torn tail is cut at open like the WAL's. Losing hints is safe (anti-entropy repairs the replica),
 so an fsync per add, on the write path of every record for a down node, would buy little.
@@ -34,6 +40,7 @@ log = structlog.get_logger("murmur.hints")
 
 HINTS_SUFFIX = ".hints"
 ACKED_SUFFIX = ".acked"
+SINCE_SUFFIX = ".since"
 TMP_SUFFIX = ".tmp"
 RECORDS_PER_NODE_MAX = 100_000
 BYTES_PER_NODE_MAX = 64 * 1024 * 1024
@@ -70,6 +77,7 @@ class HintQueue:
         acked_lsn: int = 0,
         head_offset: int = 0,
         sizes: Iterable[int] = (),
+        since_ms: int | None = None,
     ) -> None:
         assert records_max >= 0 and bytes_max >= 0
         self.records_max = records_max
@@ -80,7 +88,8 @@ class HintQueue:
         self._sizes: deque[int] = deque(sizes)  # framed bytes of each undelivered hint, oldest first
         self.pending_bytes = sum(self._sizes)
         self.file_bytes = head_offset + self.pending_bytes
-        self.dropped = 0  # hints refused by the bounds or lost to a disk error or damage (since open)
+        self.since_ms = since_ms  # no pending hint was written before this (wall ms); None: unknown
+        self.dropped = 0  # hints refused by the bounds or lost to a disk error, damage or age (since open)
         self.replayed = 0  # hints delivered (since open)
         assert self.pending == next_lsn - 1 - acked_lsn, (self.pending, next_lsn, acked_lsn)
 
@@ -149,6 +158,11 @@ class HintQueue:
         """The files were removed: nothing was pending. Lsns go on from next_lsn."""
         assert not self._sizes
         self.head_offset = self.file_bytes = 0
+        self.since_ms = None
+
+    def expired(self, now_ms: int, ttl_ms: int) -> bool:
+        """Whether a pending hint may be older than ttl_ms (see the module header)."""
+        return bool(self._sizes) and (self.since_ms is None or now_ms - self.since_ms > ttl_ms)
 
     def on_lost(self) -> None:
         """The file is unreadable: every undelivered hint is gone (and counted); the files were removed."""
@@ -156,6 +170,7 @@ class HintQueue:
         self._sizes.clear()
         self.acked_lsn = self.next_lsn - 1
         self.pending_bytes = self.head_offset = self.file_bytes = 0
+        self.since_ms = None
 
 
 def encode_ack(acked_lsn: int) -> bytes:
@@ -168,6 +183,15 @@ def decode_ack(data: bytes) -> int | None:
     if problem is not None or len(recs) != 1 or recs[0][1]:
         return None
     return recs[0][0]
+
+
+def _encode_since(ms: int) -> bytes:
+    return encode_record(ms + 1, b"")  # an lsn is >= 1
+
+
+def _decode_since(data: bytes) -> int | None:
+    lsn = decode_ack(data)
+    return None if lsn is None else lsn - 1
 
 
 def recover_queue(
@@ -253,9 +277,11 @@ def _compact(path: Path, offset: int, length: int) -> None:
 
 
 def _remove(ack_path: Path, hints_path: Path) -> None:
-    # The ack first: should we die between the two, the hints get resent rather than wrongly skipped.
+    # The ack first: should we die between the two, the hints get resent rather than wrongly skipped. The age
+    # last: without it, hints left behind count as old (dropped), never as young.
     ack_path.unlink(missing_ok=True)
     hints_path.unlink(missing_ok=True)
+    hints_path.with_suffix(SINCE_SUFFIX).unlink(missing_ok=True)
 
 
 def _recover_dir(directory: Path, records_max: int, bytes_max: int) -> dict[str, HintQueue]:
@@ -276,6 +302,8 @@ def _recover_dir(directory: Path, records_max: int, bytes_max: int) -> dict[str,
         if q.pending == 0:
             _remove(ack_path, p)
             continue
+        since_path = p.with_suffix(SINCE_SUFFIX)
+        q.since_ms = _decode_since(since_path.read_bytes()) if since_path.exists() else None
         if problem is not None:
             log.warning(
                 "hint_tail_cut", node=node, offset=good_end, reason=problem, bytes_dropped=len(buf) - good_end
@@ -284,9 +312,10 @@ def _recover_dir(directory: Path, records_max: int, bytes_max: int) -> dict[str,
                 f.truncate(good_end)
         queues[node] = q
     # An ack file whose hints file is gone belongs to an older generation of lsns: it must not skip new hints.
-    for p in directory.glob("*" + ACKED_SUFFIX):
-        if unquote(p.name[: -len(ACKED_SUFFIX)]) not in queues:
-            p.unlink(missing_ok=True)
+    for suffix in (ACKED_SUFFIX, SINCE_SUFFIX):
+        for p in directory.glob("*" + suffix):
+            if unquote(p.name[: -len(suffix)]) not in queues:
+                p.unlink(missing_ok=True)
     return queues
 
 
@@ -298,12 +327,21 @@ class HintStore:
     thread, every blocking call goes to a worker thread. There is nothing to close: no descriptor stays open."""
 
     def __init__(
-        self, directory: Path, records_max: int, bytes_max: int, queues: dict[str, HintQueue]
+        self,
+        directory: Path,
+        records_max: int,
+        bytes_max: int,
+        queues: dict[str, HintQueue],
+        ttl_ms: int | None = None,
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
+        assert ttl_ms is None or (ttl_ms >= 0 and clock_ms is not None), (ttl_ms, clock_ms)
         self.directory = directory
         self.records_max = records_max
         self.bytes_max = bytes_max
         self._queues = queues
+        self.ttl_ms = ttl_ms  # None: hints never age out
+        self.clock_ms = clock_ms
         # Held for every file change and batch read of one node; never across a send.
         self._locks: dict[str, trio.Lock] = {}
         self._replaying: set[str] = set()
@@ -314,17 +352,30 @@ class HintStore:
         directory: Path | str,
         max_records_per_node: int = RECORDS_PER_NODE_MAX,
         max_bytes_per_node: int = BYTES_PER_NODE_MAX,
+        ttl_ms: int | None = None,
+        clock_ms: Callable[[], int] | None = None,
     ) -> HintStore:
-        """Read the hint files in directory (created if missing), cutting torn or corrupt tails."""
+        """Read the hint files in directory (created if missing), cutting torn or corrupt tails. With ttl_ms (and
+        clock_ms, the wall clock in ms), hints older than ttl_ms are dropped rather than replayed."""
         directory = Path(directory)
         queues = await trio.to_thread.run_sync(
             _recover_dir, directory, max_records_per_node, max_bytes_per_node
         )
-        return cls(directory, max_records_per_node, max_bytes_per_node, queues)
+        return cls(directory, max_records_per_node, max_bytes_per_node, queues, ttl_ms, clock_ms)
 
     def _paths(self, node: str) -> tuple[Path, Path]:
         name = quote(node, safe="")
         return self.directory / (name + HINTS_SUFFIX), self.directory / (name + ACKED_SUFFIX)
+
+    async def _drop_if_expired(self, node: str, q: HintQueue) -> bool:
+        """With a TTL: drop node's queue whole when a pending hint may be older than it (held lock). -> dropped."""
+        if self.ttl_ms is None or self.clock_ms is None or not q.expired(self.clock_ms(), self.ttl_ms):
+            return False
+        hints_path, ack_path = self._paths(node)
+        log.warning("hints_expired", node=node, dropped=q.pending, since_ms=q.since_ms, ttl_ms=self.ttl_ms)
+        await trio.to_thread.run_sync(_remove, ack_path, hints_path)
+        q.on_lost()
+        return True
 
     def _queue(self, node: str) -> HintQueue:
         q = self._queues.get(node)
@@ -347,10 +398,18 @@ class HintStore:
         q = self._queue(node)
         hints_path, _ = self._paths(node)
         async with self._lock(node):
+            try:
+                await self._drop_if_expired(node, q)
+            except OSError as e:
+                log.error("hint_expiry_failed", node=node, error=str(e))
             admitted = q.admit(payloads)
             if not admitted:
                 return 0
             try:
+                if not q.pending and self.ttl_ms is not None and self.clock_ms is not None:
+                    since = self.clock_ms()
+                    await trio.to_thread.run_sync(_replace, hints_path.with_suffix(SINCE_SUFFIX), _encode_since(since), False)
+                    q.since_ms = since
                 # Not cancellable once started: a write that reached the file is recorded as such.
                 await trio.to_thread.run_sync(_append, hints_path, q.file_bytes, q.encode(admitted))
             except OSError as e:
@@ -418,6 +477,12 @@ class HintStore:
         sent = 0
         while True:
             async with lock:
+                try:
+                    if await self._drop_if_expired(node, q):
+                        return sent
+                except OSError as e:
+                    log.error("hint_expiry_failed", node=node, error=str(e))
+                    return sent
                 plan = q.next_batch(batch_max)
                 if plan is None:
                     return sent

@@ -6,6 +6,8 @@ node/cluster/limits.py) and checked by the receiver.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import msgspec
 
 from node.model import Tweet, TweetIn, TweetPatch
@@ -22,6 +24,17 @@ class ApplyReq(msgspec.Struct, frozen=True, tag=1, array_like=True):
 
     records: list[Record]
     fence: list[tuple[int, int]] = []
+
+
+class ApplyRaw(msgspec.Struct, frozen=True, tag=1, array_like=True):
+    """ApplyReq with its records already encoded (node/records.py encode_record): the same bytes on the wire. A
+    master encodes each record once, for every replica and its own WAL; a replica decodes the records one by one
+    and logs the bytes it received. Not part of `Message` (its tag is ApplyReq's): decode it with
+    decode_apply_raw."""
+
+    records: list[msgspec.Raw]
+    fence: list[tuple[int, int]] = []
+    rpc_name: ClassVar[str] = "ApplyReq"
 
 
 class ApplyResp(msgspec.Struct, frozen=True, tag=2, array_like=True):
@@ -263,3 +276,10 @@ def encode(m: Message) -> bytes:
 
 def decode(b: bytes) -> Message:
     return _dec.decode(b)
+
+
+_apply_raw_dec = msgspec.msgpack.Decoder(ApplyRaw)
+
+
+def decode_apply_raw(b: bytes) -> ApplyRaw:
+    return _apply_raw_dec.decode(b)

@@ -31,6 +31,7 @@ import structlog
 import trio
 
 from node.config import StorageConfig
+from node.storage.mode import StorageMode
 from node.storage.snapshot import (
     MappedSnapshot,
     open_newest_snapshot,
@@ -132,10 +133,25 @@ class Durable:
     def stats(self) -> WalStats:
         return self._wal.stats
 
+    @property
+    def mode(self) -> StorageMode:
+        """Whether this storage can persist now (read-only while the disk fails or is too full; see wal.py)."""
+        return self._wal.mode
+
+    @property
+    def free_bytes(self) -> int | None:
+        """Free bytes of its file system at the last check (made only with storage.free_bytes_min)."""
+        return self._wal.free_bytes
+
+    def check_writable(self) -> None:
+        """Raise StorageError when an append would be refused now: ask before changing memory."""
+        self._wal.check_writable()
+
     async def append(self, payloads: list[bytes]) -> int:
         """Log payloads as consecutive records; returns the last one's lsn once durable per the fsync policy.
 
-        Raises StorageError (a 503 `unavailable`) when closed or the disk failed: nothing was acknowledged.
+        Raises StorageError (a 503 `unavailable`) when closed, read-only or the disk failed: nothing was
+        acknowledged (see Wal.append for what still reaches the log).
         """
         return await self._wal.append(payloads)
 
@@ -158,16 +174,20 @@ class Durable:
 
 @asynccontextmanager
 async def open_storage(
-    directory: Path | str, cfg: StorageConfig, load: Callable[[memoryview], Any] | None = None
+    directory: Path | str,
+    cfg: StorageConfig,
+    load: Callable[[memoryview], Any] | None = None,
+    mode: StorageMode | None = None,
 ) -> AsyncIterator[Durable]:
     """Recover the storage in directory (created if missing) and run its WAL until the block ends. With `load`,
-    the snapshot is decoded during recovery (in the worker thread) into `Recovered.state`.
+    the snapshot is decoded during recovery (in the worker thread) into `Recovered.state`. `mode`: where the WAL
+    reports that it cannot persist (default: its own, `Durable.mode`).
 
     Leaving the block lets queued appends finish, fsyncs (unless fsync="never") and closes; a later append raises.
     """
     path = Path(directory)
     rec, found = await trio.to_thread.run_sync(_recover, path, load)
-    async with open_wal(path, cfg, found=found, floor_lsn=rec.snapshot_lsn) as wal:
+    async with open_wal(path, cfg, found=found, floor_lsn=rec.snapshot_lsn, mode=mode) as wal:
         del found
         wal.replay = []  # the records travel in `Recovered`; one reference is enough
         durable = Durable(path, wal, rec)

@@ -140,6 +140,21 @@ async def write_snapshot_async(directory: Path, lsn: int, blob: bytes) -> None:
     await trio.to_thread.run_sync(write_snapshot, directory, lsn, blob)
 
 
+def remove_temp_file(directory: Path, lsn: int) -> bool:
+    """Delete the temp file of the snapshot at lsn, left by a writer that died before it could (logged).
+    -> whether there was one. Never raises: a snapshot that failed must not fail its caller too."""
+    tmp = directory / (snapshot_name(lsn) + _TMP_SUFFIX)
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        log.error("snapshot_temp_not_removed", file=str(tmp), error=str(e))
+        return False
+    log.warning("snapshot_temp_removed", file=str(tmp))
+    return True
+
+
 def remove_stale_temp_files(directory: Path) -> None:
     """A `*.tmp` is a snapshot whose writer died before the rename: never read, only deleted."""
     for p in directory.glob("snap-*.bin" + _TMP_SUFFIX):

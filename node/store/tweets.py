@@ -5,9 +5,16 @@ and a snapshot is a handful of buffers written and read in bulk.
 
 Pure: no I/O, no clock. Rules:
 - The caller orders versions (node/shard.py): `put` and `delete` here overwrite whatever the row holds.
-- A row never moves and is never reused: an edit rewrites the row in place (its new text is appended to the heap,
-  the old bytes become garbage, counted in `garbage_bytes`), a delete turns it into a tombstone (flag, version,
-  at_ms) and drops its text.
+- A row is never reused: an edit rewrites the row in place (its new text is appended to the heap, the old bytes
+  become garbage, counted in `garbage_bytes`), a delete turns it into a tombstone (flag, version, at_ms) and drops
+  its text.
+- `remove` takes ids out for good (a collected tombstone, a range this node no longer replicates: node/shard.py
+  says when): their rows leave the id index at once and are flagged gone (bucket GONE_BUCKET), so no lookup, scan,
+  digest or trend sees them again; the id is unknown from then on, as if never stored.
+- Rows move only in `compact`, which rewrites every column, the hashtag events and the heap without the gone rows,
+  the dead events and the garbage text, in bulk with numpy: O(rows + heap) in one step, done when
+  `needs_compaction` says the dead part is worth it (at least COMPACT_DEAD_MIN of the rows or the heap), so its cost
+  is amortised over the removals and edits that made it. Nothing outside this file knows row numbers.
 - id -> row is a sorted pair of arrays (ids, rows) plus a dict of the rows added since the last merge, merged
   when it reaches MERGE_AT entries: one dict probe and one bisect per lookup, ~12 B per tweet.
 - Hashtag events (one per hashtag of each stored version) feed trends: an event counts only while its row still
@@ -18,7 +25,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -30,7 +37,14 @@ from node.records import DeleteTweet
 MERGE_AT = 65_536  # rows added since the last merge of the id index (a dict) before they are merged
 _U32 = (1 << 32) - 1
 _DELETED, _GEO, _REPLY, _T2 = 1, 2, 4, 8  # flags; _T2: the row has an edited_at (live) or at_ms (tombstone)
+_GONE = 16  # a removed row (with _DELETED): out of the id index, dropped by the next compaction
+GONE_BUCKET = 0xFFFF  # the digest bucket of a removed row: never a real one (node/shard.py uses 2**14)
+COMPACT_DEAD_MIN = 0.125  # compact once gone rows or garbage text reach this share of the rows or the heap ...
+COMPACT_ROWS_MIN = 4096  # ... and at least this many gone rows ...
+COMPACT_BYTES_MIN = 1 << 20  # ... or this many garbage bytes
 _SEP_TAG, _SEP_PART = "\x1f", "\x1e"  # never in a hashtag or mention (they are \w runs)
+
+_NP = {"Q": np.uint64, "q": np.int64, "I": np.uint32, "H": np.uint16, "B": np.uint8}  # array typecode -> dtype
 
 # name -> typecode of every column, in snapshot order
 COLUMNS = {
@@ -74,10 +88,7 @@ _meta_dec = msgspec.msgpack.Decoder(_Meta)
 class TweetStore:
     def __init__(self) -> None:
         self._c: dict[str, array[Any]] = {name: array(code) for name, code in COLUMNS.items()}
-        c = self._c
-        self._id, self._created, self._version = c["id"], c["created"], c["version"]
-        self._user, self._lang, self._likes, self._retweets = c["user"], c["lang"], c["likes"], c["retweets"]
-        self._off, self._tlen, self._xlen, self._flags, self._bucket = c["off"], c["tlen"], c["xlen"], c["flags"], c["bucket"]
+        self._bind()
         self._heap = bytearray()
         self._users: list[str] = []
         self._user_no: dict[str, int] = {}
@@ -94,8 +105,15 @@ class TweetStore:
         self._recent: dict[int, int] = {}  # id -> row, added since the last merge
         self._live = 0
         self._garbage = 0  # heap bytes no row points at any more
+        self._gone = 0  # removed rows still in the columns (until compact)
         self.tweets = _Tweets(self)
         self.tombstones = _Tombstones(self)
+
+    def _bind(self) -> None:
+        c = self._c
+        self._id, self._created, self._version = c["id"], c["created"], c["version"]
+        self._user, self._lang, self._likes, self._retweets = c["user"], c["lang"], c["likes"], c["retweets"]
+        self._off, self._tlen, self._xlen, self._flags, self._bucket = c["off"], c["tlen"], c["xlen"], c["flags"], c["bucket"]
 
     # -- lookups -------------------------------------------------------------------------------------------
 
@@ -167,7 +185,10 @@ class TweetStore:
         return self._live
 
     def deleted_count(self) -> int:
-        return len(self._id) - self._live
+        return len(self._id) - self._live - self._gone
+
+    def gone_count(self) -> int:
+        return self._gone
 
     def garbage_bytes(self) -> int:
         return self._garbage
@@ -207,7 +228,36 @@ class TweetStore:
 
     def deleted_ids(self) -> Iterator[int]:
         ids, flags = self._id, self._flags
-        return (ids[r] for r in range(len(ids)) if flags[r] & _DELETED)
+        return (ids[r] for r in range(len(ids)) if flags[r] & (_DELETED | _GONE) == _DELETED)
+
+    def deleted_before(self, at_ms: int) -> list[int]:
+        """The ids of the tombstones deleted at or before `at_ms` (their at_ms), in row order."""
+        t2 = self._t2
+        if not t2:
+            return []
+        rows = np.fromiter(t2.keys(), dtype=np.int64, count=len(t2))
+        at = np.fromiter(t2.values(), dtype=np.int64, count=len(t2))
+        flags = np.frombuffer(self._flags, dtype=np.uint8, count=len(self._flags))
+        sel = rows[((flags[rows] & (_DELETED | _GONE)) == _DELETED) & (at <= at_ms)]
+        del flags
+        sel.sort()
+        ids = np.frombuffer(self._id, dtype=np.uint64, count=len(self._id))
+        out: list[int] = ids[sel].tolist()
+        del ids
+        return out
+
+    def ids_in_buckets(self, marked: np.ndarray) -> np.ndarray:
+        """The ids (live or deleted) whose digest bucket is marked in `marked` (a bool array over every bucket)."""
+        n = len(self._id)
+        if not n:
+            return np.empty(0, np.uint64)
+        b = np.frombuffer(self._bucket, dtype=np.uint16, count=n)
+        ok = b != GONE_BUCKET
+        ok[ok] = marked[b[ok]]
+        ids = np.frombuffer(self._id, dtype=np.uint64, count=n)
+        out = ids[ok].copy()
+        del b, ids
+        return out
 
     def ids_in_bucket(self, bucket: int) -> list[int]:
         """Every id (live or deleted) whose digest bucket is `bucket`: one vectorised scan of the column."""
@@ -231,6 +281,7 @@ class TweetStore:
         b = np.frombuffer(self._bucket, dtype=np.uint16, count=n)
         out = set(np.unique(b).tolist())
         del b
+        out.discard(GONE_BUCKET)
         return out
 
     # -- writing -------------------------------------------------------------------------------------------
@@ -358,6 +409,129 @@ class TweetStore:
         self._srows = array("I", rows.tobytes())
         self._recent = {}
 
+    # -- removing ------------------------------------------------------------------------------------------
+
+    def remove(self, ids: Iterable[int], tombstones_only: bool = False) -> list[tuple[int, int, int]]:
+        """Take these ids out for good (see the header); with tombstones_only, only those that are tombstones.
+        Unknown ids are skipped. -> (id, version, digest bucket) of every row removed. O(rows) in numpy."""
+        self._merge_index()
+        want = np.unique(np.fromiter(ids, dtype=np.uint64))
+        if not len(want) or not len(self._sids):
+            return []
+        n = len(self._id)
+        sids = np.frombuffer(self._sids, dtype=np.uint64)
+        srows = np.frombuffer(self._srows, dtype=np.uint32)
+        pos = np.minimum(np.searchsorted(sids, want), len(sids) - 1)
+        pos = pos[sids[pos] == want]
+        rows = srows[pos].astype(np.int64)
+        flags = np.frombuffer(self._flags, dtype=np.uint8, count=n)
+        if tombstones_only:
+            sel = (flags[rows] & _DELETED) != 0
+            pos, rows = pos[sel], rows[sel]
+        if not len(rows):
+            del sids, srows, flags
+            return []
+        version = np.frombuffer(self._version, dtype=np.uint64, count=n)
+        bucket = np.frombuffer(self._bucket, dtype=np.uint16, count=n)
+        tlen = np.frombuffer(self._tlen, dtype=np.uint16, count=n)
+        xlen = np.frombuffer(self._xlen, dtype=np.uint16, count=n)
+        out = list(zip(sids[pos].tolist(), version[rows].tolist(), bucket[rows].tolist(), strict=True))
+        live = (flags[rows] & _DELETED) == 0
+        self._live -= int(np.count_nonzero(live))
+        self._garbage += int(tlen[rows].sum(dtype=np.int64) + xlen[rows].sum(dtype=np.int64))
+        keep = np.ones(len(sids), dtype=bool)
+        keep[pos] = False
+        new_sids, new_srows = sids[keep].tobytes(), srows[keep].tobytes()
+        flags[rows] = _DELETED | _GONE
+        bucket[rows] = GONE_BUCKET
+        tlen[rows] = 0
+        xlen[rows] = 0
+        del sids, srows, flags, version, bucket, tlen, xlen
+        self._sids, self._srows = array("Q", new_sids), array("I", new_srows)
+        for r in rows.tolist():
+            self._geo.pop(r, None)
+            self._reply.pop(r, None)
+            self._t2.pop(r, None)
+            self._big.pop(r, None)
+        self._gone += len(rows)
+        return out
+
+    def needs_compaction(self) -> bool:
+        """Whether the gone rows or the garbage text are worth a rewrite (see the header)."""
+        rows = self._gone >= max(COMPACT_ROWS_MIN, COMPACT_DEAD_MIN * len(self._id))
+        text = self._garbage >= max(COMPACT_BYTES_MIN, COMPACT_DEAD_MIN * len(self._heap))
+        return rows or text
+
+    def compact(self) -> int:
+        """Rewrite the columns, the events and the heap without the gone rows, the dead hashtag events and the
+        garbage text (rows keep their order; every row number changes). -> memory_bytes freed. Needs about one
+        more copy of the store while it runs."""
+        before = self.memory_bytes()
+        self._merge_index()
+        n = len(self._id)
+        if not n:
+            self._heap, self._garbage = bytearray(), 0
+            return before - self.memory_bytes()
+        flags = np.frombuffer(self._flags, dtype=np.uint8, count=n)
+        keep = (flags & _GONE) == 0
+        kept = np.flatnonzero(keep)
+        new_row = np.cumsum(keep, dtype=np.int64) - 1  # old row -> new row, where kept
+        # The heap: the kept rows' bytes in their old heap order, copied run by run of adjacent ones.
+        off = np.frombuffer(self._off, dtype=np.uint64, count=n)[kept].astype(np.int64)
+        size = (np.frombuffer(self._tlen, dtype=np.uint16, count=n)[kept].astype(np.int64)
+                + np.frombuffer(self._xlen, dtype=np.uint16, count=n)[kept])
+        order = np.argsort(off, kind="stable")
+        so, sz = off[order], size[order]
+        new_off = np.empty_like(off)
+        new_off[order] = np.cumsum(sz) - sz
+        nz = sz > 0
+        so, sz = so[nz], sz[nz]
+        heap = bytearray()
+        if len(so):
+            brk = np.ones(len(so), dtype=bool)
+            brk[1:] = so[1:] != so[:-1] + sz[:-1]
+            starts = so[brk]
+            lengths = np.add.reduceat(sz, np.flatnonzero(brk))
+            with memoryview(self._heap) as mv:
+                heap = bytearray().join(mv[a : a + k] for a, k in zip(starts.tolist(), lengths.tolist(), strict=True))
+        # The hashtag events that can still count: of a kept, live row, at the version it holds.
+        ev = self._c
+        ne = len(ev["ev_row"])
+        ev_keep = np.empty(0, dtype=np.int64)
+        if ne:
+            ev_row = np.frombuffer(ev["ev_row"], dtype=np.uint32, count=ne)
+            ev_ver = np.frombuffer(ev["ev_ver"], dtype=np.uint64, count=ne)
+            version = np.frombuffer(self._version, dtype=np.uint64, count=n)
+            ev_keep = np.flatnonzero(((flags[ev_row] & _DELETED) == 0) & (version[ev_row] == ev_ver))
+            del ev_row, ev_ver, version
+        cols: dict[str, array[Any]] = {}
+        for name, code in COLUMNS.items():
+            src = np.frombuffer(self._c[name], dtype=_NP[code])
+            if name.startswith("ev_"):
+                picked = src[ev_keep]
+                if name == "ev_row":
+                    picked = new_row[picked].astype(np.uint32)
+            elif name == "off":
+                picked = new_off.astype(np.uint64)
+            else:
+                picked = src[kept]
+            cols[name] = array(code, picked.tobytes())
+            del src, picked
+        srows = new_row[np.frombuffer(self._srows, dtype=np.uint32)].astype(np.uint32).tobytes()
+        del flags
+        nr = new_row.tolist()
+        self._geo = {nr[r]: g for r, g in self._geo.items()}
+        self._reply = {nr[r]: x for r, x in self._reply.items()}
+        self._t2 = {nr[r]: x for r, x in self._t2.items()}
+        self._big = {nr[r]: x for r, x in self._big.items()}
+        self._c = cols
+        self._bind()
+        self._srows = array("I", srows)
+        self._heap = heap
+        self._garbage = 0
+        self._gone = 0
+        return before - self.memory_bytes()
+
     # -- trends --------------------------------------------------------------------------------------------
 
     def hashtag_counts(self, lo_ms: int, hi_ms: int, buckets: np.ndarray | None = None) -> dict[str, int]:
@@ -448,15 +622,15 @@ class TweetStore:
             col = array(code)
             col.frombytes(parts[name])
             st._c[name] = col
+        st._bind()
         c = st._c
-        st._id, st._created, st._version = c["id"], c["created"], c["version"]
-        st._user, st._lang, st._likes, st._retweets = c["user"], c["lang"], c["likes"], c["retweets"]
-        st._off, st._tlen, st._xlen, st._flags, st._bucket = c["off"], c["tlen"], c["xlen"], c["flags"], c["bucket"]
         lengths = {len(c[name]) for name in COLUMNS if not name.startswith("ev_")}
         assert len(lengths) <= 1, f"snapshot columns of different lengths: {lengths}"
         st._sids.frombytes(parts["sids"])
         st._srows.frombytes(parts["srows"])
-        assert len(st._sids) == len(st._srows) == len(st._id)
+        if len(st._flags):
+            st._gone = int(np.count_nonzero(np.frombuffer(st._flags, dtype=np.uint8) & _GONE))
+        assert len(st._sids) == len(st._srows) == len(st._id) - st._gone
         st._heap = bytearray(parts["heap"])
         meta = _meta_dec.decode(parts["meta"])
         st._users, st._langs, st._tags = meta.users, meta.langs, meta.tags

@@ -2,7 +2,8 @@
 - a node added to cluster.toml takes its tokens, streams the ranges it gains, and only then serves them;
 - `murmur decommission NAME` streams the leaver's ranges to the others and takes it off the ring; it stops, and
   refuses to start again by accident;
-- a node started with --join and a seed (its own config naming only itself) joins with a machine id of its own.
+- a node started with --join and a seed (its own config naming only itself) joins with a machine id of its own;
+  `murmur cleanup` then drops, on every old member, the ranges it gave the newcomer, and nothing else.
 Every acknowledged write is then found by id and by search on every node, and every search is exact (the oracle
 over the tweets as sent). While the ring moves, every search is counted: one that is not a complete 200 counts
 against SEARCH_FAILURES_MAX (only the leaver, once stopped, may refuse connections). Holdings are each replica's
@@ -342,6 +343,36 @@ def test_join_with_seed_and_own_config(tmp_path: Path, opened: list[httpx.Client
             model[r2.json()["id"]] = doc_of(body2, r2.json())
             machines.add(decompose(r2.json()["id"])[2])
         assert len(machines) == 3 and decompose(r.json()["id"])[2] not in machines
+        check_all(clients, model, [*queries, "joiner"], [])
+        # `murmur cleanup` on every node: the old members drop the ranges they gave x9, nothing else changes
+        conf = load_config(cfg)
+        seeds = [(nd.host, nd.gossip_port) for nd in conf.nodes]
+
+        async def left(pool: replicas.PeerPool) -> dict[str, int]:
+            return await replicas.leftovers(pool, await replicas.topology(pool, seeds), 3)
+
+        before = replicas.run(conf.cluster.secret, left)
+        assert all(before[nd] > 0 for nd in names) and before["x9"] == 0, before
+        def own_counts() -> dict[str, int]:  # each node's count of its own tweets, from itself
+            out = {}
+            for c in clients:
+                view = c.get("/cluster").json()
+                out.update({mb["name"]: mb["tweets"] for mb in view["members"] if mb["name"] == view["coordinator"]})
+            return out
+
+        held = own_counts()
+        for nd in nodes:
+            out = subprocess.run(
+                [sys.executable, "-m", "node.cli.main", "cleanup", "--url", nd.url],
+                capture_output=True, text=True, timeout=120,
+            )
+            assert out.returncode == 0 and "cleanup done: dropped" in out.stdout, out.stdout + out.stderr
+        assert replicas.run(conf.cluster.secret, left) == dict.fromkeys([*names, "x9"], 0)
+        status = clients[0].get("/admin/cleanup").json()
+        assert status["running"] is False and status["last"]["tweets_dropped"] > 0, status
+        after = own_counts()
+        assert all(after[nd] < held[nd] for nd in names) and after["x9"] == held["x9"], (held, after)
+        check_holdings(cfg, model, [])
         check_all(clients, model, [*queries, "joiner"], [])
 
 

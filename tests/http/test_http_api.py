@@ -395,6 +395,7 @@ def test_cluster_health_openapi() -> None:
             "/metrics",
             "/openapi.json",
             "/admin/snapshot",
+            "/admin/cleanup",
             "/admin/decommission",
             "/admin/topology",
             "/stats",

@@ -131,6 +131,49 @@ def test_add_then_replay_in_order_in_batches(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["n3.hints"]
 
 
+def test_hints_older_than_the_ttl_are_dropped_not_replayed_also_after_a_restart(tmp_path: Path) -> None:
+    """node/replication/collection.py rule 4: with a TTL, a queue that may hold a hint older than it is dropped
+    whole (replayed or added to), its age surviving a restart in the .since file; an unknown age counts as old."""
+    now = [0]
+
+    async def main() -> None:
+        def clock() -> int:
+            return now[0]
+
+        store = await HintStore.open(tmp_path, ttl_ms=1000, clock_ms=clock)
+        await store.add("n2", _p(3, "a"))
+        now[0] = 600
+        await store.add("n2", _p(2, "b"))  # the queue's age is its oldest hint's: 0
+        rx = Receiver()
+        assert await store.replay("n2", rx) == 5 and rx.got == _p(3, "a") + _p(2, "b")
+        await store.add("n2", _p(2, "c"))  # an empty queue starts again: its age is 600 now
+        now[0] = 1500
+        again = await HintStore.open(tmp_path, ttl_ms=1000, clock_ms=clock)  # a restart keeps the age
+        rx2 = Receiver()
+        assert await again.replay("n2", rx2) == 2 and rx2.got == _p(2, "c")
+        await again.add("n2", _p(2, "d"))  # written at 1500
+        now[0] = 2501
+        with capture_logs() as logs:
+            assert await again.replay("n2", Receiver()) == 0
+        assert again.pending("n2") == 0 and again.stats()["dropped"]["n2"] == 2
+        assert any(e["event"] == "hints_expired" for e in logs)
+        await again.add("n3", _p(1, "e"))  # written at 2501
+        now[0] = 3600
+        assert await again.add("n3", _p(1, "f")) == 1  # the old one goes first: only the new one is pending
+        rx3 = Receiver()
+        assert await again.replay("n3", rx3) == 1 and rx3.got == _p(1, "f")
+        await again.add("n4", _p(1, "g"))
+        (tmp_path / "n4.since").unlink()  # an older node's files, without an age
+        third = await HintStore.open(tmp_path, ttl_ms=1000, clock_ms=clock)
+        assert third.pending("n4") == 1 and await third.replay("n4", Receiver()) == 0 and third.pending("n4") == 0
+        without = await HintStore.open(tmp_path / "plain")  # no TTL: no age files, nothing ages out
+        await without.add("n2", _p(1))
+        assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["n2.hints"]
+
+    trio.run(main)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == []
+
+
 def test_concurrent_adds_to_one_node_all_land_intact(tmp_path: Path) -> None:
     async def main() -> None:
         store = await HintStore.open(tmp_path)

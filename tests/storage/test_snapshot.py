@@ -13,6 +13,7 @@ from node.storage.snapshot import (
     encode_snapshot,
     list_snapshots,
     load_newest_snapshot,
+    remove_temp_file,
     snapshot_name,
     write_snapshot,
     write_snapshot_async,
@@ -113,3 +114,16 @@ def test_snapshot_newer_than_the_wal(tmp_path: Path) -> None:
     trio.run(main)
     rec = recover(tmp_path)
     assert rec.records == [(51, b"next")] and rec.snapshot_lsn == 50
+
+
+def test_remove_temp_file_deletes_only_that_snapshots_temp_file(tmp_path: Path) -> None:
+    """What the node does after a snapshot child died without cleaning up (killed): its own .tmp goes, logged;
+    another lsn's file and the snapshots stay; nothing there is no error."""
+    (tmp_path / (snapshot_name(7) + ".tmp")).write_bytes(b"half a snapshot")
+    (tmp_path / (snapshot_name(9) + ".tmp")).write_bytes(b"another")
+    (tmp_path / snapshot_name(7)).write_bytes(b"kept")
+    with capture_logs() as logs:
+        assert remove_temp_file(tmp_path, 7) is True
+        assert remove_temp_file(tmp_path, 7) is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == [snapshot_name(7), snapshot_name(9) + ".tmp"]
+    assert [e["event"] for e in logs] == ["snapshot_temp_removed"]

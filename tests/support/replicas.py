@@ -120,6 +120,17 @@ async def holdings(pool: PeerPool, t: Topology, n: int) -> dict[str, dict[int, i
     return out
 
 
+async def leftovers(pool: PeerPool, t: Topology, n: int) -> dict[str, int]:
+    """node -> how many keys it holds in partitions it does not replicate on the settled ring (what a join or a
+    leave left behind until `murmur cleanup`)."""
+    out: dict[str, int] = dict.fromkeys(t.names(), 0)
+    for start, end, reps in partitions(t, n):
+        for nd in t.names():
+            if nd not in reps:
+                out[nd] += len(await holding(pool, addr_of(t, nd), start, end))
+    return out
+
+
 def replicas_of(t: Topology, n: int, tweet_id: int) -> tuple[str, ...]:
     return tp.ring_of(t.members).preference_list(tweet_token(tweet_id), n)
 
