@@ -6,9 +6,10 @@ it checks them against its copy, stamps versions, replicates to the partition's 
 then drives the index work (the outbox) to W replicas of every term partition before it answers. The outbox
 is durable with the tweet, so work interrupted by a crash is finished by the background driver after restart.
 
-Mastership is earned per partition, not configured: the node a write is routed to (the first live node of the
-partition's preference list) wins an election first (node/replication/mastership.py: promises, catch-up from
-the promisers) and keeps it in memory only, so a restarted or outvoted node always has to win again.
+Mastership is earned per partition, not configured: the node a write is routed to (the partition's acting
+node: the first of its preference list that is up) must be elected first (node/replication/election.py, carried
+out by node/cluster/elector.py: promises, catch-up from the promisers) and keeps it in memory only, so a restarted
+or outvoted node always has to win again. Roles: `preferred`, `acting`, `elected`, as election.py defines them.
 Anti-entropy (`sync_with`) compares a partition's bucket digests with one peer and exchanges what differs.
 """
 
@@ -26,6 +27,7 @@ import trio
 import trio.lowlevel
 
 from node.cluster import limits
+from node.cluster.elector import Elector
 from node.cluster.placement import Placement
 from node.errors import (
     Conflict,
@@ -40,6 +42,7 @@ from node.errors import (
 from node.model import build_tweet, same_content
 from node.query.ast import And, Term, terms_of
 from node.query.match import analysed_terms, index_terms
+from node.replication import election as el
 from node.replication import mastership as ms
 from node.replication import messages as m
 from node.replication.quorum import acked_by_every
@@ -99,9 +102,11 @@ class NodeService:
         self.clock_ms = clock_ms
         self.peers: Caller | None = None  # set by the node once its peer pool is open
         self.is_up: Callable[[str], bool] = lambda node: True  # the membership view, set by the node
-        self.mastered: dict[int, int] = {}  # partition token -> the epoch this node orders its writes in
-        self._elections: dict[int, trio.Lock] = {}  # one election per partition at a time
-        self.elections_won = 0
+        self.election = el.ElectionCore(me, w, limits.ELECTION_ATTEMPTS_MAX)  # partitions this node is elected for
+        self.elector = Elector(
+            self.election, self.promise, self._call, lambda node: self.is_up(node),
+            lambda pid: el.known_epoch(self.shard, pid), self._catch_up_from,
+        )
         self.synced_keys = 0  # keys pulled or pushed by catch-up and anti-entropy
         self._ae_cursor = 0
         self._ae_pairs: list[tuple[int, int, str]] | None = None
@@ -204,14 +209,11 @@ class NodeService:
         self.mode.check()
         encoded: list[bytes | None] = list(raws) if raws is not None else [None] * len(records)
         if fence:
-            learnt: list[Record] = []
-            for pid, epoch in fence:
-                promised = self.shard.promised.get(pid, 0)
-                if not ms.fence_ok(promised, epoch):
-                    raise NotOwner(f"partition {pid}: epoch {epoch} is stale, {promised} was promised")
-                if epoch > promised:
-                    learnt.append(Promise(pid, epoch))
-            records = learnt + records
+            learnt, stale = el.check_fence(self.shard, fence)
+            if stale is not None:
+                pid, epoch, promised = stale
+                raise NotOwner(f"partition {pid}: epoch {epoch} is stale, {promised} was promised")
+            records = [*learnt, *records]
             none: list[bytes | None] = [None] * len(learnt)
             encoded = none + encoded
         if self.local_index:
@@ -231,27 +233,23 @@ class NodeService:
         """Phase 1 of an election, replica side. The check and the state change happen before any await, so a
         fenced write that arrives while the promise is being logged is already refused."""
         self.mode.check()  # a promise this node cannot log is no promise
-        promised = self.shard.promised.get(pid, 0)
-        data_epoch = self.shard.max_version >> EPOCH_SHIFT
-        if not ms.may_promise(promised, data_epoch, epoch):
-            return m.PromiseResp(False, max(promised, data_epoch))
-        rec = Promise(pid, epoch)
-        self._apply_one(rec, 0)
-        await self.wal.append([encode_record(rec)])
-        return m.PromiseResp(True, epoch)
+        resp, rec = el.answer_promise(self.shard, pid, epoch)
+        if rec is not None:
+            self._apply_one(rec, 0)
+            await self.wal.append([encode_record(rec)])
+        return resp
 
     def _step_down(self, pid: int, stale: int) -> None:
-        """Stop ordering partition `pid` if this node masters it in epoch `stale` or older."""
-        if self.mastered.get(pid, stale + 1) <= stale:
-            del self.mastered[pid]
+        """Stop ordering partition `pid` if this node was elected for it in epoch `stale` or older."""
+        if self.election.maybe_step_down(pid, stale):
             log.info("master_stepped_down", partition=pid, epoch=stale)
 
     def _apply_one(self, r: Record, now: int) -> bool:
         sh = self.shard
         if isinstance(r, Promise):
             ok = sh.apply(r)
-            if ok:
-                self._step_down(r.pid, r.epoch - 1)
+            if ok and self.election.on_promised(r.pid, r.epoch):
+                log.info("master_stepped_down", partition=r.pid, epoch=r.epoch - 1)
             return ok
         return sh.apply(r)
 
@@ -333,85 +331,26 @@ class NodeService:
 
     # ------------------------------------------------------------ master role
 
-    async def ensure_master(self, pid: int, replicas: tuple[str, ...]) -> int:
-        """The epoch this node masters partition `pid` in, winning an election first when it does not."""
-        epoch = self.mastered.get(pid)
-        if epoch is not None:
-            return epoch
-        lock = self._elections.setdefault(pid, trio.Lock())
-        async with lock:
-            epoch = self.mastered.get(pid)
-            if epoch is None:
-                epoch = await self._elect(pid, replicas)
-            return epoch
+    @property
+    def elected(self) -> dict[int, int]:
+        """Partition token -> the epoch this node was elected for (and orders that partition's writes in)."""
+        return self.election.elected
 
-    async def _elect(self, pid: int, replicas: tuple[str, ...]) -> int:
-        need = ms.promise_quorum(len(replicas), self.w)
-        version = self.topology_version  # a mastership won for a ring that has since moved is not kept
-        known = max(self.shard.promised.get(pid, 0), self.shard.max_version >> EPOCH_SHIFT)
-        asked = [n for n in replicas if n == self.me or self.is_up(n)]
-        if len(asked) < need:
-            raise Unavailable(f"partition {pid}: {len(asked)} of its replicas are up, an election needs {need}")
-        others = [n for n in asked if n != self.me]
-        for _attempt in range(limits.ELECTION_ATTEMPTS_MAX):
-            epoch = ms.next_epoch(known)
-            own = await self.promise(pid, epoch)  # a candidate promises itself first: it must hold the promise
-            if not own.ok:
-                known = max(known, own.epoch)
-                continue
-            got = await self._gather_until(others, m.PromiseReq(pid, epoch), lambda r: r.ok, need - 1)
-            oks = [self.me, *(n for n, r in got.items() if r.ok)]
-            known = max([known, epoch, *(r.epoch for r in got.values())])
-            if len(oks) < need:
-                if len(got) + 1 < need:
-                    raise Unavailable(f"partition {pid}: {len(got) + 1} replicas answered the election, {need} needed")
-                continue  # outbid: try again above the highest epoch we heard of
-            # Catch up: every acknowledged write is on one of the promisers (see mastership.py).
-            failed: list[str] = []
+    @property
+    def elections_won(self) -> int:
+        return self.election.won
 
-            async def catch_up(node: str, failed: list[str] = failed) -> None:
-                try:
-                    await self.sync_with(node, *self.placement.ring.range_of(pid), False)
-                except MurmurError as e:
-                    log.info("catch_up_failed", partition=pid, peer=node, error=e.code)
-                    failed.append(node)
+    async def ensure_elected(self, pid: int, replicas: tuple[str, ...]) -> int:
+        """The epoch this node is elected for in partition `pid`, winning an election first when it is not."""
+        return await self.elector.ensure_elected(pid, replicas)
 
-            async with trio.open_nursery() as n:
-                for node in oks:
-                    if node != self.me:
-                        n.start_soon(catch_up, node)
-            if failed:
-                raise Unavailable(f"partition {pid}: could not catch up from {', '.join(failed)}")
-            if self.shard.promised.get(pid, 0) != epoch:
-                continue  # a newer candidate won while we caught up
-            if self.topology_version != version:
-                raise Unavailable(f"partition {pid}: the ring moved during the election; retry")
-            self.mastered[pid] = epoch
-            self.elections_won += 1
-            log.info("master_elected", partition=pid, epoch=epoch, promisers=oks)
-            return epoch
-        raise Unavailable(f"partition {pid}: no election won in {limits.ELECTION_ATTEMPTS_MAX} attempts")
+    async def _call(self, node: str, req: Any) -> Any:
+        assert self.peers is not None
+        return await self.peers.call(node, req)
 
-    async def _gather_until(
-        self, nodes: list[str], req: Any, good: Callable[[Any], bool], enough: int
-    ) -> dict[str, Any]:
-        """Send `req` to every node in parallel; stop waiting once `enough` good answers are in."""
-        out: dict[str, Any] = {}
-        async with trio.open_nursery() as nursery:
-
-            async def one(node: str) -> None:
-                try:
-                    assert self.peers is not None
-                    out[node] = await self.peers.call(node, req)
-                except MurmurError as e:
-                    log.info("call_failed", to=node, request=type(req).__name__, error=e.code)
-                    return
-                if sum(1 for r in out.values() if good(r)) >= enough:
-                    nursery.cancel_scope.cancel()
-
-            for node in nodes:
-                nursery.start_soon(one, node)
-        return out
+    async def _catch_up_from(self, node: str, pid: int) -> None:
+        """An election's catch-up: pull every key of partition `pid` that `node` holds newer (no push)."""
+        await self.sync_with(node, *self.placement.ring.range_of(pid), False)
 
     async def sync_with(self, node: str, start: int, end: int, push: bool = True) -> int:
         """Anti-entropy for one tweet partition with one peer: compare bucket digests, list the keys of the
@@ -531,7 +470,7 @@ class NodeService:
         is won again (with its catch-up) and the anti-entropy round is listed again."""
         self.topology_version = version
         self.local_index = _local_index(self.placement)
-        self.mastered.clear()
+        self.election.on_topology(version)
         self._ae_pairs = None
         self._export.clear()
 
@@ -546,7 +485,7 @@ class NodeService:
             if again:
                 for k in again:
                     pid = self.placement.tweet_partition(ops[k].id)[0]
-                    self._step_down(pid, self.mastered.get(pid, 0))
+                    self._step_down(pid, self.elected.get(pid, 0))
                 for k, r in zip(again, await self._write([ops[k] for k in again]), strict=True):
                     results[k] = r if r.code != StaleEpoch.code else m.WriteResult("error", code=Unavailable.code, message=r.message)
             return results
@@ -559,7 +498,7 @@ class NodeService:
 
         async def elect(pid: int, replicas: tuple[str, ...]) -> None:
             try:
-                epochs[pid] = await self.ensure_master(pid, replicas)
+                epochs[pid] = await self.ensure_elected(pid, replicas)
             except MurmurError as e:
                 failed[pid] = e
 
@@ -813,7 +752,7 @@ class NodeService:
         await self._fan_out(by_node, None, need)  # the write does not wait for a slow replica's copy of this
 
     async def outbox_loop(self) -> None:
-        """Finish index work left over (a crash mid-write, or W not reached then) for partitions mastered here."""
+        """Finish index work left over (a crash mid-write, or W not reached then) of partitions this node is acting for."""
         while True:
             await trio.sleep(limits.OUTBOX_SCAN_INTERVAL_S)
             await self.drive_pending()
@@ -825,21 +764,21 @@ class NodeService:
         its fence (the write path does the same: it drives only what W acknowledged). So every posting ever applied
         belongs to a version W replicas held in a live epoch, which any later master's catch-up brings back, and
         that master's removal set covers its words (issue 11 §0b: an unacknowledged edit's leftover work, driven
-        after a newer master's edit, left its words matching for good). The acting master (the first live replica)
-        wins the partition first when it must. A replica that still holds an entry after OUTBOX_REPLICA_GRACE_S
-        (it missed the OutboxDone, or the master that had the work died) hands it to the acting master, whose copy
-        merges it (node/shard.py) or, being newer, supersedes it."""
+        after a newer master's edit, left its words matching for good). The acting node (the first live replica)
+        gets elected for the partition first when it must. A replica that still holds an entry after
+        OUTBOX_REPLICA_GRACE_S (it missed the OutboxDone, or the master that had the work died) hands it to the
+        acting node, whose copy merges it (node/shard.py) or, being newer, supersedes it."""
         now = trio.current_time()
         seen = self._outbox_seen
         if len(seen) > 2 * len(self.shard.outbox) + 1000:
             for i in [i for i in seen if i not in self.shard.outbox]:
                 del seen[i]
-        mine: dict[int, list[int]] = {}  # partition -> entries this node drives as its (acting) master
-        hand: dict[str, list[int]] = {}  # acting master -> entries this replica hands over
+        mine: dict[int, list[int]] = {}  # partition -> entries this node drives, acting for it
+        hand: dict[str, list[int]] = {}  # acting node -> entries this replica hands over
         for i in itertools.islice(self.shard.outbox, limits.OUTBOX_BATCH_MAX * 4):
             if i in self._driving or i in self._writing:
                 continue
-            acting = self.acting_master(i)
+            acting = self.acting_of(i)
             if acting == self.me:
                 mine.setdefault(self.placement.tweet_partition(i)[0], []).append(i)
             elif acting is not None and now - seen.setdefault(i, now) >= limits.OUTBOX_REPLICA_GRACE_S:
@@ -847,7 +786,7 @@ class NodeService:
                 hand.setdefault(acting, []).append(i)
         done = 0
         for pid, ids in itertools.islice(mine.items(), limits.OUTBOX_BATCH_MAX):
-            done += len(await self._drive_as_master(pid, ids[: limits.OUTBOX_BATCH_MAX]))
+            done += len(await self._drive_as_elected(pid, ids[: limits.OUTBOX_BATCH_MAX]))
         for node, ids in hand.items():
             recs = self.shard.records_for(ids[: limits.APPLY_RECORDS_MAX])
             try:
@@ -859,11 +798,11 @@ class NodeService:
             log.info("outbox_driven", entries=sum(map(len, mine.values())), done=done)
         return done
 
-    async def _drive_as_master(self, pid: int, ids: list[int]) -> set[int]:
-        """Win (or hold) partition `pid`, replicate these tweets' records to W copies under its fence, then drive
-        their index work. -> ids done."""
+    async def _drive_as_elected(self, pid: int, ids: list[int]) -> set[int]:
+        """Get (or stay) elected for partition `pid`, replicate these tweets' records to W copies under its fence,
+        then drive their index work. -> ids done."""
         try:
-            epoch = await self.ensure_master(pid, self.placement.tweet_partition(ids[0])[1])
+            epoch = await self.ensure_elected(pid, self.placement.tweet_partition(ids[0])[1])
         except MurmurError as e:
             log.info("outbox_master_unavailable", partition=pid, error=e.code)
             return set()
@@ -974,8 +913,9 @@ class NodeService:
                 raise MurmurError(f"{src} sent a postings page that does not advance")
             after = resp.next
 
-    def acting_master(self, tweet_id: int) -> str | None:
-        """The first replica of the tweet's partition that is up as this node sees it (where writes go)."""
+    def acting_of(self, tweet_id: int) -> str | None:
+        """The acting node of the tweet's partition: the first replica that is up as this node sees it (where
+        writes go; it gets elected when it is not)."""
         return next((n for n in self.placement.tweet(tweet_id)[1] if n == self.me or self.is_up(n)), None)
 
 

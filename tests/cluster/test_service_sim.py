@@ -123,7 +123,7 @@ def test_w_unreachable_is_503_and_a_retry_finishes_the_write(names: list[str]) -
         assert tid not in net.services["a"].shard.tweets
         net.down = set()
         pid = coords["a"].placement.tweet_partition(tid)[0]
-        await net.services["a"].ensure_master(pid, coords["a"].placement.tweet(tid)[1])
+        await net.services["a"].ensure_elected(pid, coords["a"].placement.tweet(tid)[1])
         net.down = others  # a master already elected stores locally, then misses W
         with pytest.raises(Unavailable):
             await coords["a"].create_tweet(TweetIn(text="lonely tweet", user="u", id=tid))

@@ -63,7 +63,7 @@ class Stats:
 
 
 class MasteredDict(dict[int, int]):
-    """NodeService.mastered with a hook on every (partition, epoch) a node starts to master."""
+    """ElectionCore.elected (NodeService.elected) with a hook on every (partition, epoch) a node starts to master."""
 
     def __init__(self, on_set: Callable[[int, int], None]) -> None:
         super().__init__()
@@ -188,7 +188,7 @@ class SimNet:
         for payload in node.log:
             shard.apply(decode_record(payload))
         svc = NodeService(name, shard, SimLog(self, node, node.lives), self.placement, self.w, self.clock_ms)
-        svc.mastered = MasteredDict(lambda pid, epoch: self._mastered(name, svc, pid, epoch))
+        svc.election.elected = MasteredDict(lambda pid, epoch: self._mastered(name, svc, pid, epoch))
         caller = Caller(self, name)
         svc.peers = caller
         svc.is_up = caller.is_up
