@@ -39,19 +39,16 @@ from node.errors import (
     StaleEpoch,
     Unavailable,
 )
-from node.model import build_tweet, same_content
 from node.query.ast import And, Term, terms_of
-from node.query.match import analysed_terms, index_terms
 from node.replication import election as el
 from node.replication import mastership as ms
 from node.replication import messages as m
+from node.replication.prepare import Versions, prepare_write
 from node.replication.quorum import acked_by_every
 from node.ring.ring import Ring, term_token
 from node.ring.topology import gained, sources_needed
 from node.search.digest import PeerDigest, peer_digest
 from node.shard import (
-    EPOCH_SHIFT,
-    SEQ_MASK,
     DeleteTweet,
     OutboxDone,
     OutboxEntry,
@@ -63,10 +60,8 @@ from node.shard import (
     StreamedPostings,
     decode_record,
     encode_record,
-    make_version,
 )
 from node.storage.mode import StorageMode
-from node.text.analyzer import analyse
 
 log = structlog.get_logger("murmur.service")
 _DEFINITE = (NotFound.code, Deleted.code, Conflict.code)  # answers that write nothing: confirmed with W first
@@ -112,7 +107,7 @@ class NodeService:
         self._ae_pairs: list[tuple[int, int, str]] | None = None
         self.hints: Any = None  # node.replication.hints.HintStore: what a down replica missed, replayed later
         self._outbox_seen: dict[int, float] = {}  # outbox entries this replica is not master of -> first seen
-        self._seq = shard.max_version & SEQ_MASK
+        self.versions = Versions(shard.max_version)  # the versions this node stamps as an elected master
         self._driving: dict[int, trio.Event] = {}  # outbox entries being driven now -> set when that ends
         self._writing: set[int] = set()  # tweets of writes in flight: their own write drives their outbox
         self.keeper: Any = None  # node.cluster.rebalance.Keeper: topology messages go there
@@ -378,68 +373,6 @@ class NodeService:
             log.info("synced", peer=node, start=start, end=end, keys=moved, buckets=len(diff))
         return moved
 
-    def _next_version(self, current: int, epoch: int) -> int:
-        if current >> EPOCH_SHIFT > epoch:
-            raise StaleEpoch("a newer master has written this tweet; retry")
-        self._seq = max(self._seq, current & SEQ_MASK if current >> EPOCH_SHIFT == epoch else 0) + 1
-        return make_version(epoch, self._seq)
-
-    def _prepare(self, op: m.WriteOp, now: int, epoch: int) -> tuple[Record | None, m.WriteResult | None]:
-        """Check one write against this master's copy. -> (record to replicate, or None; a final result, or None)."""
-        sh = self.shard
-        if isinstance(op, m.CreateOp):
-            if op.id in sh.tombstones:
-                if op.generated:
-                    return None, m.WriteResult("error", code="id_taken")
-                raise Conflict(f"tweet {op.id} was deleted; its id cannot be used again", "id")
-            old = sh.tweets.get(op.id)
-            if old is not None:
-                # the same content again: a retry (for a generated id, the coordinator's own retry of this very
-                # op, which fixed the id and the time before its first try)
-                if same_content(old, op.tweet) and (not op.generated or old.created_at_ms == op.created_at_ms):
-                    if self.local_index:
-                        return PutTweet(old, local=True), m.WriteResult("exists", old)
-                    return PutTweet(old, tuple(sorted(index_terms(old)[0]))), m.WriteResult("exists", old)
-                if op.generated:
-                    return None, m.WriteResult("error", code="id_taken")
-                raise Conflict(f"tweet {op.id} exists with other content", "id")
-            t = op.tweet
-            a = analyse(t.text)
-            tweet = build_tweet(t, op.id, op.created_at_ms, a, self._next_version(0, epoch))
-            if self.local_index:
-                return PutTweet(tweet, local=True), m.WriteResult("created", tweet)
-            return PutTweet(tweet, tuple(sorted(analysed_terms(a, t.user, t.lang)))), m.WriteResult("created", tweet)
-        old = sh.tweets.get(op.id)
-        if old is None:
-            if op.id in sh.tombstones:
-                raise Deleted(f"no tweet with id {op.id}: it was deleted", "id")
-            raise NotFound(f"no tweet with id {op.id}", "id")
-        if isinstance(op, m.DeleteOp):
-            version = self._next_version(old.version, epoch)
-            if self.local_index:
-                return DeleteTweet(op.id, version, now, local=True), m.WriteResult("ok")
-            rec = DeleteTweet(op.id, version, now, tuple(sorted(index_terms(old)[0])))
-            return rec, m.WriteResult("ok")
-        p = op.patch
-        changes: dict[str, Any] = {}
-        if p.text is not None and p.text != old.text:
-            a = analyse(p.text)
-            changes.update(text=p.text, hashtags=a.hashtags, mentions=a.mentions, edited_at_ms=now)
-        if p.likes is not None and p.likes != old.likes:
-            changes["likes"] = p.likes
-        if p.retweets is not None and p.retweets != old.retweets:
-            changes["retweets"] = p.retweets
-        if not changes:
-            if self.local_index:
-                return PutTweet(old, local=True), m.WriteResult("ok", old)
-            return PutTweet(old, tuple(sorted(index_terms(old)[0]))), m.WriteResult("ok", old)
-        new = msgspec.structs.replace(old, version=self._next_version(old.version, epoch), **changes)
-        if self.local_index:
-            return PutTweet(new, local=True), m.WriteResult("ok", new)
-        new_terms = analysed_terms(a, new.user, new.lang) if "text" in changes else index_terms(new)[0]
-        gone = index_terms(old)[0] - new_terms
-        return PutTweet(new, tuple(sorted(new_terms)), tuple(sorted(gone))), m.WriteResult("ok", new)
-
     @contextmanager
     def _in_flight(self) -> Iterator[None]:
         """Count a write or index drive under the current topology version until it ends (see drain_before)."""
@@ -525,7 +458,7 @@ class NodeService:
                 results[i] = m.WriteResult("error", code=e.code, message=e.message, field=e.field)
                 continue
             try:
-                rec, res = self._prepare(op, now, epochs[pid])
+                rec, res = prepare_write(self.shard, op, now, epochs[pid], self.versions, self.local_index)
             except MurmurError as e:
                 results[i] = m.WriteResult("error", code=e.code, message=e.message, field=e.field)
                 continue
