@@ -43,6 +43,7 @@ from node.query.ast import And, Term, terms_of
 from node.replication import election as el
 from node.replication import mastership as ms
 from node.replication import messages as m
+from node.replication import outbox as ob
 from node.replication.prepare import Versions, prepare_write
 from node.replication.quorum import acked_by_every
 from node.ring.ring import Ring, term_token
@@ -50,9 +51,7 @@ from node.ring.topology import gained, sources_needed
 from node.search.digest import PeerDigest, peer_digest
 from node.shard import (
     DeleteTweet,
-    OutboxDone,
     OutboxEntry,
-    PostingOps,
     Promise,
     PutTweet,
     Record,
@@ -106,7 +105,9 @@ class NodeService:
         self._ae_cursor = 0
         self._ae_pairs: list[tuple[int, int, str]] | None = None
         self.hints: Any = None  # node.replication.hints.HintStore: what a down replica missed, replayed later
-        self._outbox_seen: dict[int, float] = {}  # outbox entries this replica is not master of -> first seen
+        self.outbox = ob.OutboxPlanner(
+            me, limits.OUTBOX_REPLICA_GRACE_S, limits.OUTBOX_BATCH_MAX, limits.OUTBOX_BATCH_MAX * 4
+        )
         self.versions = Versions(shard.max_version)  # the versions this node stamps as an elected master
         self._driving: dict[int, trio.Event] = {}  # outbox entries being driven now -> set when that ends
         self._writing: set[int] = set()  # tweets of writes in flight: their own write drives their outbox
@@ -652,19 +653,9 @@ class NodeService:
         for e in entries:
             self._driving[e.tweet_id] = ev
         try:
-            by_node: dict[str, list[tuple[int, Record]]] = {}
-            need: dict[int, tuple[tuple[str, ...], ...]] = {}
-            for k, e in enumerate(entries):
-                adds, rems = set(e.add), set(e.remove)
-                for node, terms in self.placement.terms_by_node(itertools.chain(e.add, e.remove)).items():
-                    op = PostingOps(
-                        e.tweet_id, e.version, tuple(t for t in terms if t in adds), tuple(t for t in terms if t in rems)
-                    )
-                    by_node.setdefault(node, []).append((k, op))
-                # acknowledgements are counted per distinct replica set, not per term
-                need[k] = tuple({reps for t in (*e.add, *e.remove) for reps in self.placement.term_write_sets(t)})
+            by_node, need = ob.plan_drive(entries, self.placement)
             acked_by = await self._fan_out(by_node, None, need)
-            done = [e for k, e in enumerate(entries) if acked_by_every(acked_by.get(k, set()), need[k], self.w)]
+            done = ob.done_entries(entries, acked_by, need, self.w)
             if done:
                 await self._finish(done)
             return {e.tweet_id for e in done}
@@ -675,13 +666,7 @@ class NodeService:
 
     async def _finish(self, done: list[OutboxEntry]) -> None:
         """Record OutboxDone here, durably, and tell the other replicas of each tweet (best effort)."""
-        recs = [OutboxDone(e.tweet_id, e.version) for e in done]
-        by_node: dict[str, list[tuple[int, Record]]] = {}
-        need: dict[int, tuple[tuple[str, ...], ...]] = {}
-        for k, r in enumerate(recs):
-            need[k] = sets = self.placement.tweet_write_sets(r.tweet_id)
-            for node in _union(sets):
-                by_node.setdefault(node, []).append((k, r))
+        by_node, need = ob.plan_done(done, self.placement)
         await self._fan_out(by_node, None, need)  # the write does not wait for a slow replica's copy of this
 
     async def outbox_loop(self) -> None:
@@ -701,26 +686,14 @@ class NodeService:
         gets elected for the partition first when it must. A replica that still holds an entry after
         OUTBOX_REPLICA_GRACE_S (it missed the OutboxDone, or the master that had the work died) hands it to the
         acting node, whose copy merges it (node/shard.py) or, being newer, supersedes it."""
-        now = trio.current_time()
-        seen = self._outbox_seen
-        if len(seen) > 2 * len(self.shard.outbox) + 1000:
-            for i in [i for i in seen if i not in self.shard.outbox]:
-                del seen[i]
-        mine: dict[int, list[int]] = {}  # partition -> entries this node drives, acting for it
-        hand: dict[str, list[int]] = {}  # acting node -> entries this replica hands over
-        for i in itertools.islice(self.shard.outbox, limits.OUTBOX_BATCH_MAX * 4):
-            if i in self._driving or i in self._writing:
-                continue
-            acting = self.acting_of(i)
-            if acting == self.me:
-                mine.setdefault(self.placement.tweet_partition(i)[0], []).append(i)
-            elif acting is not None and now - seen.setdefault(i, now) >= limits.OUTBOX_REPLICA_GRACE_S:
-                seen[i] = now  # handed over again after another grace period if still here
-                hand.setdefault(acting, []).append(i)
+        due = self.outbox.due(
+            self.shard.outbox, lambda i: i in self._driving or i in self._writing, self.acting_of,
+            lambda i: self.placement.tweet_partition(i)[0], trio.current_time(),
+        )
         done = 0
-        for pid, ids in itertools.islice(mine.items(), limits.OUTBOX_BATCH_MAX):
-            done += len(await self._drive_as_elected(pid, ids[: limits.OUTBOX_BATCH_MAX]))
-        for node, ids in hand.items():
+        for pid, ids in due.mine.items():
+            done += len(await self._drive_as_elected(pid, ids))
+        for node, ids in due.hand.items():
             recs = self.shard.records_for(ids[: limits.APPLY_RECORDS_MAX])
             try:
                 assert self.peers is not None
@@ -728,7 +701,7 @@ class NodeService:
             except MurmurError as e:
                 log.info("outbox_handover_failed", to=node, entries=len(recs), error=e.code)
         if done:
-            log.info("outbox_driven", entries=sum(map(len, mine.values())), done=done)
+            log.info("outbox_driven", entries=sum(map(len, due.mine.values())), done=done)
         return done
 
     async def _drive_as_elected(self, pid: int, ids: list[int]) -> set[int]:
