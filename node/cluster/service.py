@@ -41,11 +41,11 @@ from node.errors import (
 )
 from node.query.ast import And, Term, terms_of
 from node.replication import election as el
-from node.replication import mastership as ms
 from node.replication import messages as m
 from node.replication import outbox as ob
 from node.replication.prepare import Versions, prepare_write
 from node.replication.quorum import acked_by_every
+from node.replication.sync import SyncRound, SyncSession
 from node.ring.ring import Ring, term_token
 from node.ring.topology import gained, sources_needed
 from node.search.digest import PeerDigest, peer_digest
@@ -102,8 +102,7 @@ class NodeService:
             lambda pid: el.known_epoch(self.shard, pid), self._catch_up_from,
         )
         self.synced_keys = 0  # keys pulled or pushed by catch-up and anti-entropy
-        self._ae_cursor = 0
-        self._ae_pairs: list[tuple[int, int, str]] | None = None
+        self.sync_round = SyncRound(me)  # anti-entropy's (partition, peer) round robin, listed again per ring
         self.hints: Any = None  # node.replication.hints.HintStore: what a down replica missed, replayed later
         self.outbox = ob.OutboxPlanner(
             me, limits.OUTBOX_REPLICA_GRACE_S, limits.OUTBOX_BATCH_MAX, limits.OUTBOX_BATCH_MAX * 4
@@ -353,26 +352,19 @@ class NodeService:
         buckets that differ, pull what is newer there (and push what is newer here). -> keys exchanged.
         Raises MurmurError when the peer cannot be reached (a catch-up that fails loses its election)."""
         assert self.peers is not None
-        theirs = dict((await self.peers.call(node, m.DigestReq(start, end))).buckets)
-        diff = ms.differing_buckets(self.shard.digest(start, end), theirs)
-        moved = 0
-        for i in range(0, len(diff), limits.SYNC_BUCKETS_MAX):
-            chunk = diff[i : i + limits.SYNC_BUCKETS_MAX]
-            keys = (await self.peers.call(node, m.KeysReq(start, end, chunk))).keys
-            mine = dict(self.shard.keys(start, end, set(chunk)))
-            pull, push_ids = ms.exchange(mine, keys)
-            for j in range(0, len(pull), limits.GET_IDS_MAX):
-                recs = (await self.peers.call(node, m.FetchReq(pull[j : j + limits.GET_IDS_MAX]))).records
-                await self.apply(recs)
-            moved += len(pull)
-            if push:
-                for j in range(0, len(push_ids), limits.APPLY_RECORDS_MAX):
-                    await self.peers.call(node, m.ApplyReq(self.shard.records_for(push_ids[j : j + limits.APPLY_RECORDS_MAX])))
-                moved += len(push_ids)
-        if moved:
-            self.synced_keys += moved
-            log.info("synced", peer=node, start=start, end=end, keys=moved, buckets=len(diff))
-        return moved
+        s = SyncSession(start, end, push, limits.SYNC_BUCKETS_MAX, limits.GET_IDS_MAX, limits.APPLY_RECORDS_MAX)
+        theirs = (await self.peers.call(node, s.begin())).buckets
+        for keys_req in s.on_digest(self.shard.digest(start, end), theirs):
+            keys = (await self.peers.call(node, keys_req)).keys
+            fetches, pushes = s.on_keys(dict(self.shard.keys(start, end, set(keys_req.buckets))), keys)
+            for fetch in fetches:
+                await self.apply((await self.peers.call(node, fetch)).records)
+            for ids in pushes:
+                await self.peers.call(node, m.ApplyReq(self.shard.records_for(ids)))
+        if s.moved:
+            self.synced_keys += s.moved
+            log.info("synced", peer=node, start=start, end=end, keys=s.moved, buckets=s.buckets)
+        return s.moved
 
     @contextmanager
     def _in_flight(self) -> Iterator[None]:
@@ -405,7 +397,7 @@ class NodeService:
         self.topology_version = version
         self.local_index = _local_index(self.placement)
         self.election.on_topology(version)
-        self._ae_pairs = None
+        self.sync_round.reset()
         self._export.clear()
 
     async def write(self, ops: list[m.WriteOp]) -> list[m.WriteResult]:
@@ -730,26 +722,15 @@ class NodeService:
 
     async def anti_entropy_step(self) -> int:
         """Sync the next (partition, peer) pair of this node's round robin. -> keys exchanged."""
-        pairs = self._ae_pairs
-        if pairs is None:  # the ring of a process never changes: list its (partition, peer) pairs once
-            ring, n = self.placement.ring, self.placement.n
-            pairs = self._ae_pairs = [
-                (start, end, peer)
-                for start, end in ring.partitions()
-                if self.me in (replicas := ring.preference_list(end, n))
-                for peer in replicas
-                if peer != self.me
-            ]
-        for _ in range(len(pairs)):
-            start, end, peer = pairs[self._ae_cursor % len(pairs)]
-            self._ae_cursor += 1
-            if self.is_up(peer):
-                try:
-                    return await self.sync_with(peer, start, end)
-                except MurmurError as e:
-                    log.info("anti_entropy_failed", peer=peer, error=e.code)
-                    return 0
-        return 0
+        pair = self.sync_round.next_pair(self.placement.ring, self.placement.n, self.is_up)
+        if pair is None:
+            return 0
+        start, end, peer = pair
+        try:
+            return await self.sync_with(peer, start, end)
+        except MurmurError as e:
+            log.info("anti_entropy_failed", peer=peer, error=e.code)
+            return 0
 
     # ------------------------------------------------------------ topology changes
 
