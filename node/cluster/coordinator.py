@@ -1,5 +1,5 @@
-"""The coordinator every node runs (CONTRACT: any node coordinates). Writes go to the master of the tweet's
-partition, grouped so that a batch costs one call per master; reads ask R replicas of each partition (this node
+"""The coordinator every node runs (CONTRACT: any node coordinates). Writes go to the acting node of the tweet's
+partition (it gets elected), grouped so that a batch costs one call per node; reads ask R replicas of each partition (this node
 first when it holds a copy), merge by version and repair stale copies in the background.
 
 A cluster of one is the same code with every call local. It implements node.coordinator.Coordinator.
@@ -89,9 +89,10 @@ class ClusterCoordinator:
         }
         return live or None
 
-    def _master_for(self, tweet_id: int, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
-        """Where a write goes: the first replica of the partition that gossip holds alive (then a suspect one),
-        not in `exclude` (tried already); it wins (or holds) the mastership. None when none is left."""
+    def _acting_for(self, tweet_id: int, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
+        """Where a write goes: the partition's acting node as this coordinator sees it, the first replica that
+        gossip holds alive (then a suspect one), not in `exclude` (tried already); it gets elected first when it
+        is not (node/replication/election.py). None when none is left."""
         reps = self.placement.tweet(tweet_id)[1]
         state = getattr(self.peers, "state", {})
         cands = [n for n in reps if n not in exclude and (n == self.me or self.peers.is_up(n))]
@@ -422,9 +423,9 @@ class ClusterCoordinator:
     # ------------------------------------------------------------ writes
 
     async def _write(self, ops: list[m.WriteOp]) -> list[m.WriteResult]:
-        """Group by the master of each tweet's partition: one call per master. A master that does not answer
+        """Group by the acting node of each tweet's partition: one call per node. A node that does not answer
         in WRITE_CALL_TIMEOUT_S (dead, paused, cut off) or answers `unavailable` is replaced by the next replica
-        of the partition, which wins the mastership (catching up first), and the write is retried there with a
+        of the partition, which gets elected (catching up first), and the write is retried there with a
         bounded backoff, within WRITE_DEADLINE_S (CONTRACT §6: no write refused while W replicas live). Retrying
         is safe: a create carries its id (a generated one is fixed before the first try), an edit is idempotent,
         and a delete that answers not_found after a try that may have landed has done its work."""
@@ -438,10 +439,10 @@ class ClusterCoordinator:
         while todo:
             by_master: dict[str, list[int]] = {}
             for k in todo:
-                nd = self._master_for(ops[k].id, tried[k])
+                nd = self._acting_for(ops[k].id, tried[k])
                 if nd is None and tried[k]:  # every replica tried: start over (one may be back by now)
                     tried[k].clear()
-                    nd = self._master_for(ops[k].id)
+                    nd = self._acting_for(ops[k].id)
                 if nd is None:
                     out[k] = m.WriteResult("error", code="unavailable", message="no replica of its partition is up")
                     continue

@@ -5,7 +5,8 @@ Never sends, sleeps, reads a clock or touches a disk: node/cluster/elector.py ca
 The roles of a partition, one word each (the cluster code uses no other):
   preferred  the first node of its preference list: where writes go while every replica is up (static)
   acting     the first node of its preference list that is up in this node's gossip view: where writes go now
-  elected    the node that won an epoch of it: only it stamps versions of that epoch (memory only)
+  elected    the node that won an epoch of it: only it stamps versions of that epoch (memory only); "master",
+             alone, means this one
 
 Rules of a campaign (at most one per partition on a node; the shell serialises them):
 1. It starts only with promise_quorum(N, W) replicas up, this node included; else Lost.

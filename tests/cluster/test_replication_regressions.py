@@ -48,7 +48,7 @@ def test_a_deposed_master_confirms_its_epoch_before_answering_not_found() -> Non
     async def main() -> None:
         cl = MemCluster()
         pl = cl.placements["a"]
-        mine = [i for i in range(1, 10_000) if pl.master_of_tweet(i) == "a"]
+        mine = [i for i in range(1, 10_000) if pl.preferred_of_tweet(i) == "a"]
         pid = pl.tweet_partition(mine[0])[0]
         warm, tid = [i for i in mine if pl.tweet_partition(i)[0] == pid][:2]  # two tweets of a partition a masters
         await cl.coords["a"].create_tweet(TweetIn(text="a masters this partition", user="u", id=warm))

@@ -114,7 +114,7 @@ FOUR = ["a", "b", "c", "d"]  # more nodes than N: the postings go through the ou
 def test_w_unreachable_is_503_and_a_retry_finishes_the_write(names: list[str]) -> None:
     async def main() -> None:
         net, coords, _ = cluster(names=names)
-        tid = next(i for i in range(1, 10_000) if coords["a"].placement.master_of_tweet(i) == "a")
+        tid = next(i for i in range(1, 10_000) if coords["a"].placement.preferred_of_tweet(i) == "a")
         others = set(coords["a"].placement.tweet(tid)[1]) - {"a"}
         net.down = others
         # No election can be won alone: refused before anything is stored.
@@ -144,7 +144,7 @@ def test_w_unreachable_is_503_and_a_retry_finishes_the_write(names: list[str]) -
 def test_interrupted_indexing_is_completed_by_the_master_after_a_restart() -> None:
     async def main() -> None:
         net, coords, logs = cluster(names=FOUR)
-        tid = next(i for i in range(1, 10_000) if coords["a"].placement.master_of_tweet(i) == "a")
+        tid = next(i for i in range(1, 10_000) if coords["a"].placement.preferred_of_tweet(i) == "a")
         second = coords["a"].placement.tweet(tid)[1][1]
         tweet = (await coords["a"].create_tweet(TweetIn(text="first words", user="u", id=tid))).tweet
         # The master crashes after its tweet partition stored an edit but before any term partition saw it:
