@@ -43,6 +43,7 @@ from node.query.ast import And, Term, terms_of
 from node.replication import election as el
 from node.replication import messages as m
 from node.replication import outbox as ob
+from node.replication.hints import HintStore
 from node.replication.prepare import Versions, prepare_write
 from node.replication.quorum import acked_by_every
 from node.replication.sync import SyncRound, SyncSession
@@ -84,7 +85,14 @@ class NodeService:
         w: int,
         clock_ms: Callable[[], int],
         mode: StorageMode | None = None,
+        *,
+        peers: Caller | None = None,
+        hints: HintStore | None = None,
     ) -> None:
+        """`peers`: calls to the other nodes and gossip's view of them (its `is_up`, when it has one); a node
+        whose peer pool opens later passes None and sets `peers` and `is_up` then. `hints`: what a down replica
+        missed, replayed later (None: nothing is hinted). `keeper` (the topology) is set after construction: it
+        is made from this service (node/app.py)."""
         self.me = me
         self.shard = shard
         self.wal = wal
@@ -94,8 +102,8 @@ class NodeService:
         self.placement = placement
         self.w = w
         self.clock_ms = clock_ms
-        self.peers: Caller | None = None  # set by the node once its peer pool is open
-        self.is_up: Callable[[str], bool] = lambda node: True  # the membership view, set by the node
+        self.peers = peers
+        self.is_up: Callable[[str], bool] = getattr(peers, "is_up", lambda node: True)  # gossip's view
         self.election = el.ElectionCore(me, w, limits.ELECTION_ATTEMPTS_MAX)  # partitions this node is elected for
         self.elector = Elector(
             self.election, self.promise, self._call, lambda node: self.is_up(node),
@@ -103,7 +111,7 @@ class NodeService:
         )
         self.synced_keys = 0  # keys pulled or pushed by catch-up and anti-entropy
         self.sync_round = SyncRound(me)  # anti-entropy's (partition, peer) round robin, listed again per ring
-        self.hints: Any = None  # node.replication.hints.HintStore: what a down replica missed, replayed later
+        self.hints = hints
         self.outbox = ob.OutboxPlanner(
             me, limits.OUTBOX_REPLICA_GRACE_S, limits.OUTBOX_BATCH_MAX, limits.OUTBOX_BATCH_MAX * 4
         )

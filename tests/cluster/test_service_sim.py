@@ -69,10 +69,8 @@ def cluster(
     for i, n in enumerate(names):
         logs[n] = MemLog()
         svc = NodeService(
-            n, (shards or {}).get(n) or Shard(), logs[n], placement, 2, lambda: 1_700_000_000_000
+            n, (shards or {}).get(n) or Shard(), logs[n], placement, 2, lambda: 1_700_000_000_000, peers=net.caller(n)
         )
-        svc.peers = net.caller(n)
-        svc.is_up = svc.peers.is_up
         net.services[n] = svc
         coords[n] = ClusterCoordinator(
             n,

@@ -187,11 +187,10 @@ class SimNet:
         shard = TracingShard(promised)
         for payload in node.log:
             shard.apply(decode_record(payload))
-        svc = NodeService(name, shard, SimLog(self, node, node.lives), self.placement, self.w, self.clock_ms)
-        svc.election.elected = ElectedDict(lambda pid, epoch: self._elected(name, svc, pid, epoch))
         caller = Caller(self, name)
-        svc.peers = caller
-        svc.is_up = caller.is_up
+        svc = NodeService(name, shard, SimLog(self, node, node.lives), self.placement, self.w, self.clock_ms,
+                          peers=caller)
+        svc.election.elected = ElectedDict(lambda pid, epoch: self._elected(name, svc, pid, epoch))
         send, recv = trio.open_memory_channel[tuple[str, list[Record]]](limits.REPAIRS_IN_FLIGHT_MAX)
         coord = ClusterCoordinator(
             name, self.placement, self.r, caller, SnowflakeGenerator(self.names.index(name) + 1), self.clock_ms,
