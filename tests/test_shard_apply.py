@@ -154,7 +154,7 @@ def test_outbox_records_in_any_order_or_twice_give_one_state(
 
 
 @pytest.mark.xfail(strict=True, reason="BUG (issue 11 §2, reported): see the pinned test below")
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)  # fails in every run, not by luck
 @given(hist=histories(), data=st.data())
 def test_posting_ops_in_any_order_or_twice_give_one_state(
     hist: dict[tuple[int, int], Tweet | int], data: st.DataObject
