@@ -35,4 +35,4 @@ STREAM_TIMEOUT_S = 3600.0  # one node pulling every range it gains in a topology
 INSTALL_TIMEOUT_S = 60.0  # a node adopting a topology, including the wait for its older writes to end
 # A write's coordinator routes around a replica suspected by gossip for longer than this (seconds), before it is
 # declared dead; a shorter suspicion (a node slow for a moment) moves no mastership (coordinator._master_for).
-ROUTE_AROUND_SUSPECT_S = 2.0
+ROUTE_AROUND_SUSPECT_S = 1.0
