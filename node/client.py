@@ -590,11 +590,15 @@ class AsyncClient:
         concurrency: int = BULK_CONCURRENCY,
         body: Callable[[S], Mapping[str, Any] | bytes] | None = None,
         on_batch: Callable[[Sequence[S], BulkResult], None] | None = None,
+        via: Sequence[AsyncClient] = (),
     ) -> BulkTotals:
         """POST every batch to /tweets/bulk with `concurrency` bulks in flight (as Elasticsearch's parallel_bulk)
         and as many read ahead; `on_batch(batch, result)` after each (progress). `body` turns an element of a
-        batch into its tweet (default: the element is the tweet)."""
+        batch into its tweet (default: the element is the tweet). `via`: clients of other nodes of the cluster to
+        spread the bulks over (sender k uses the k-th of this client and them, round robin), so that no single
+        node coordinates the whole load."""
         assert concurrency >= 1
+        senders: list[AsyncClient] = [self, *via]
         totals = BulkTotals()
         to_tweet = body or _itself
         send, recv = anyio.create_memory_object_stream[Sequence[S]](concurrency)
@@ -608,10 +612,10 @@ class AsyncClient:
                     for b in batches:
                         await send.send(b)
 
-        async def consume(r: ObjectReceiveStream[Sequence[S]]) -> None:
+        async def consume(r: ObjectReceiveStream[Sequence[S]], sender: AsyncClient) -> None:
             async with r:
                 async for b in r:
-                    res = await self.bulk([to_tweet(x) for x in b])
+                    res = await sender.bulk([to_tweet(x) for x in b])
                     totals.ingested += res.ingested
                     totals.failed += res.failed
                     totals.batches += 1
@@ -622,8 +626,8 @@ class AsyncClient:
         async with anyio.create_task_group() as tg:
             tg.start_soon(produce)
             async with recv:
-                for _ in range(concurrency):
-                    tg.start_soon(consume, recv.clone())
+                for k in range(concurrency):
+                    tg.start_soon(consume, recv.clone(), senders[k % len(senders)])
         return totals
 
     async def search(

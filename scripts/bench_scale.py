@@ -362,7 +362,7 @@ async def scenario(run: Run, corpus: Path, limit: int | None, res: dict[str, Any
         while len(ready) < len(NAMES):
             for n in NAMES:
                 if n not in ready:
-                    with contextlib.suppress(OSError, ConnectionError, trio.TooSlowError):
+                    with contextlib.suppress(OSError, trio.BrokenResourceError, trio.TooSlowError):  # not up yet
                         if (await http_get(cfg.url(n), "/health", 1.0))[0] == 200:
                             ready[n] = time.perf_counter() - t0
             await trio.sleep(0.1)

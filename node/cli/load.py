@@ -1,12 +1,15 @@
 """`murmur load`: stream records from files and POST them as NDJSON batches to /tweets/bulk through node.client.
 
 Thin Trio shell: files are read in a worker thread one batch at a time; the client keeps at most `concurrency`
-bulks in flight and as many read ahead (AsyncClient.bulk_load), and bounds every retry. It never resends a line
+bulks in flight and as many read ahead (AsyncClient.bulk_load), and bounds every retry. Without --url the bulks
+are spread over every node of the config that answers (any node coordinates; one node coordinating the whole
+load would be the cluster's bottleneck). It never resends a line
 without an `id` after an ambiguous failure (the node would give it a second id).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -20,6 +23,9 @@ from tqdm import tqdm
 from node.cli.readers import Record, read_records
 from node.cli.tally import LoadTally
 from node.client import ApiError, AsyncClient, BulkResult, Unreachable
+
+CONCURRENCY_PER_NODE = 2  # bulks in flight per node loaded through, by default
+CONCURRENCY_MIN = 4
 
 
 class _Source:
@@ -54,34 +60,61 @@ class _Source:
 
 
 def run_load(
-    url: str, files: list[str], batch_size: int, concurrency: int, limit: int | None, api_key: str | None = None
+    urls: Sequence[str],
+    files: list[str],
+    batch_size: int,
+    concurrency: int | None,
+    limit: int | None,
+    api_key: str | None = None,
 ) -> int:
-    """Load `files` into the node at `url`; the exit code (1: nothing could be sent)."""
+    """Load `files` through the nodes at `urls` (the first must answer; the others that answer share the bulks);
+    `concurrency` bulks in flight (default CONCURRENCY_PER_NODE per node, at least CONCURRENCY_MIN). The exit
+    code (1: nothing could be sent)."""
     missing = [f for f in files if f != "-" and not os.path.isfile(f)]
     if missing:
         print(f"murmur: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     total = None if "-" in files else sum(os.path.getsize(f) for f in files)
-    return trio.run(_load, url, api_key, _Source(files, limit), total, batch_size, concurrency)
+    return trio.run(_load, list(urls), api_key, _Source(files, limit), total, batch_size, concurrency)
 
 
 def _tweet(r: Record) -> Any:
     return r.tweet
 
 
+async def _answers(client: AsyncClient) -> str | None:
+    """None when the node answers (any answer: the bulk answers will say what is wrong), else why not."""
+    try:
+        await client.health()
+    except Unreachable as e:
+        return e.message
+    except ApiError:
+        pass
+    return None
+
+
 async def _load(
-    url: str, api_key: str | None, source: _Source, total: int | None, batch_size: int, concurrency: int
+    urls: list[str], api_key: str | None, source: _Source, total: int | None, batch_size: int, concurrency: int | None
 ) -> int:
     tally = LoadTally()
     started = time.monotonic()
-    async with AsyncClient(url, api_key=api_key, concurrency=concurrency) as client:
-        try:
-            await client.health()
-        except Unreachable as e:
-            print(f"murmur: cannot reach {url}: {e.message}", file=sys.stderr)
+    inflight = concurrency or max(CONCURRENCY_MIN, CONCURRENCY_PER_NODE * len(urls))
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(AsyncClient(u, api_key=api_key, concurrency=inflight)) for u in urls
+        ]
+        client = clients[0]
+        why = await _answers(client)
+        if why is not None:
+            print(f"murmur: cannot reach {urls[0]}: {why}", file=sys.stderr)
             return 1
-        except ApiError:
-            pass  # it answered: the bulk answers will say what is wrong
+        via = []
+        for u, c in zip(urls[1:], clients[1:], strict=True):
+            why = await _answers(c)
+            if why is None:
+                via.append(c)
+            else:
+                print(f"murmur: {u} does not answer ({why}): not loading through it", file=sys.stderr)
         unit = "B" if total is not None else " tweets"
         bar = tqdm(total=total, unit=unit, unit_scale=True, desc="loading", file=sys.stderr, mininterval=0.5)
 
@@ -113,7 +146,7 @@ async def _load(
             bar.set_postfix(tweets=f"{tally.seen:,}", refresh=False)
 
         try:
-            await client.bulk_load(read(), concurrency=concurrency, body=_tweet, on_batch=on_batch)
+            await client.bulk_load(read(), concurrency=inflight, body=_tweet, on_batch=on_batch, via=via)
         finally:
             bar.close()
     for line in tally.report(time.monotonic() - started):

@@ -54,7 +54,9 @@ def _cmd_node(args: argparse.Namespace) -> int:
         print(f"murmur: config error: {e}", file=sys.stderr)
         return 2
     from node.app import run_node  # imported late: the other subcommands must not pay for the whole node
+    from node.memory import tune_malloc
 
+    tune_malloc()  # before the node allocates its state (node/memory.py says why)
     try:
         trio.run(run_node, cfg, args.name, args.join)
     except KeyboardInterrupt:
@@ -77,10 +79,15 @@ def _cmd_down(args: argparse.Namespace) -> int:
 def _cmd_load(args: argparse.Namespace) -> int:
     from node.cli.load import run_load
 
-    if args.batch < 1 or args.concurrency < 1:
+    if args.batch < 1 or (args.concurrency is not None and args.concurrency < 1):
         print("murmur: --batch and --concurrency must be at least 1", file=sys.stderr)
         return 2
-    return run_load(_url(args), args.files, args.batch, args.concurrency, args.limit, _key(args))
+    if args.url:
+        urls = [str(args.url).rstrip("/")]
+    else:  # any node coordinates: spread the bulks over all of them
+        cfg = _config(args)
+        urls = [cfg.url(n.name) for n in cfg.nodes]
+    return run_load(urls, args.files, args.batch, args.concurrency, args.limit, _key(args))
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -152,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("load", "bulk-load tweets: JSON lines (.gz ok), Twitter API JSON, Sentiment140 CSV", url=True)
     sp.add_argument("files", nargs="+", metavar="FILE", help="input files ('-' = stdin)")
     sp.add_argument("--batch", type=int, default=1000, help="lines per POST /tweets/bulk (default 1000)")
-    sp.add_argument("--concurrency", type=int, default=4, help="batches in flight (default 4)")
+    sp.add_argument(
+        "--concurrency", type=int, default=None, help="batches in flight (default 2 per node it loads through, at least 4)"
+    )
     sp.add_argument("--limit", type=int, default=None, help="read at most this many records of each file")
     sp.set_defaults(func=_cmd_load)
 

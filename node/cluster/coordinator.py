@@ -89,15 +89,29 @@ class ClusterCoordinator:
         }
         return live or None
 
-    def _acting_for(self, tweet_id: int, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
-        """Where a write goes: the partition's acting node as this coordinator sees it, the first replica that
-        gossip holds alive (then a suspect one), not in `exclude` (tried already); it gets elected first when it
-        is not (node/replication/election.py). None when none is left."""
-        reps = self.placement.tweet(tweet_id)[1]
-        state = getattr(self.peers, "state", {})
+    def _acting_for(
+        self, place: tuple[int, tuple[str, ...]], exclude: set[str] | frozenset[str] = frozenset()
+    ) -> str | None:
+        """Where a write goes: the first replica of the partition that gossip holds up and that has not been
+        suspected for longer than limits.ROUTE_AROUND_SUSPECT_S (then a suspect one), not in `exclude` (tried
+        already); it gets elected first when it is not (node/replication/election.py). None when none is left.
+
+        Every coordinator must pick the same node from the same gossip view: a write to a replica that is not
+        the elected one makes it campaign, so two coordinators that disagree move the mastership back and forth with
+        every write (each move an election and a catch-up; at 1.77 M tweets, thousands per node during one load,
+        when each coordinator kept its own idea of the acting master). So the choice is a function of the
+        preference list and gossip only, and a brief suspicion (a node slow for a moment under load) changes
+        nothing: a node paused or cut off is routed around once suspected for a while, before gossip declares
+        it dead, and a call that fails moves that one write to the next replica at once (`_write`)."""
+        reps = place[1]  # placement.tweet(id): (partition, replicas in preference order)
         cands = [n for n in reps if n not in exclude and (n == self.me or self.peers.is_up(n))]
-        alive = [n for n in cands if n == self.me or state.get(n, "alive") == "alive"]
-        pick = alive or cands
+        suspected = getattr(self.peers, "suspected_for", None)
+        if suspected is not None:
+            steady = [n for n in cands if n == self.me or suspected(n) <= limits.ROUTE_AROUND_SUSPECT_S]
+        else:
+            state = getattr(self.peers, "state", {})
+            steady = [n for n in cands if n == self.me or state.get(n, "alive") == "alive"]
+        pick = steady or cands
         return pick[0] if pick else None
 
     async def _gather(self, calls: dict[str, Any], timeout_s: float = limits.RPC_TIMEOUT_S) -> dict[str, Any]:
@@ -424,8 +438,8 @@ class ClusterCoordinator:
 
     async def _write(self, ops: list[m.WriteOp]) -> list[m.WriteResult]:
         """Group by the acting node of each tweet's partition: one call per node. A node that does not answer
-        in WRITE_CALL_TIMEOUT_S (dead, paused, cut off) or answers `unavailable` is replaced by the next replica
-        of the partition, which gets elected (catching up first), and the write is retried there with a
+        in WRITE_CALL_TIMEOUT_S (dead, paused, cut off), or answers `unavailable` twice, is replaced by the next
+        replica of the partition, which gets elected (catching up first), and the write is retried there with a
         bounded backoff, within WRITE_DEADLINE_S (CONTRACT §6: no write refused while W replicas live). Retrying
         is safe: a create carries its id (a generated one is fixed before the first try), an edit is idempotent,
         and a delete that answers not_found after a try that may have landed has done its work."""
@@ -433,16 +447,19 @@ class ClusterCoordinator:
         todo = list(range(len(ops)))
         tried: dict[int, set[str]] = {k: set() for k in todo}
         uncertain: set[int] = set()  # an earlier try of these may have landed
+        again: dict[int, set[str]] = {}  # masters that answered `unavailable` once already
         last: dict[int, str] = {}
+        place: dict[int, tuple[int, tuple[str, ...]]] = {}
         deadline = trio.current_time() + limits.WRITE_DEADLINE_S
         backoff = limits.WRITE_RETRY_MIN_S
         while todo:
             by_master: dict[str, list[int]] = {}
             for k in todo:
-                nd = self._acting_for(ops[k].id, tried[k])
+                place[k] = self.placement.tweet(ops[k].id)  # once per op and try (the ring may move between tries)
+                nd = self._acting_for(place[k], tried[k])
                 if nd is None and tried[k]:  # every replica tried: start over (one may be back by now)
                     tried[k].clear()
-                    nd = self._acting_for(ops[k].id)
+                    nd = self._acting_for(place[k])
                 if nd is None:
                     out[k] = m.WriteResult("error", code="unavailable", message="no replica of its partition is up")
                     continue
@@ -466,6 +483,15 @@ class ClusterCoordinator:
                         uncertain.add(k)
                         last[k] = (r.message or "unavailable") if r is not None else f"the master {nd} did not answer"
                         todo.append(k)
+                        if r is not None and nd not in again.setdefault(k, set()):
+                            # It answered: it is up, and was most likely outvoted while replicating (a newer
+                            # master fenced it; it has stepped down). Ask it once more, so that it wins the
+                            # partition back, rather than send the write on and make the next replica campaign:
+                            # that would fence the in-flight writes of every other coordinator, which would
+                            # move on in turn, and so on (duelling candidates). A second `unavailable` (a
+                            # read-only disk, no quorum behind it) moves the write on.
+                            again[k].add(nd)
+                            tried[k].discard(nd)
                     else:
                         out[k] = r
             if not todo or trio.current_time() + backoff >= deadline:

@@ -33,3 +33,6 @@ STREAM_IDS_MAX = 200_000  # posting ids in one PostingsResp page (a term's list 
 STREAM_PAGE_TIMEOUT_S = 120.0  # one page of a postings stream (the first lists the source's terms in the ranges)
 STREAM_TIMEOUT_S = 3600.0  # one node pulling every range it gains in a topology change
 INSTALL_TIMEOUT_S = 60.0  # a node adopting a topology, including the wait for its older writes to end
+# A write's coordinator routes around a replica suspected by gossip for longer than this (seconds), before it is
+# declared dead; a shorter suspicion (a node slow for a moment) moves no mastership (coordinator._acting_for).
+ROUTE_AROUND_SUSPECT_S = 1.0

@@ -102,6 +102,13 @@ class NodeService:
         self.placement = placement
         self.w = w
         self.clock_ms = clock_ms
+        # The write lane: the chunks of records that writes apply (a replica's batch, a master's prepared ops)
+        # take turns on it, YIELD_EVERY records at a time. trio runs ready tasks first come, first served, with
+        # no priorities, so a search's every step used to wait behind one chunk of EVERY write batch in flight
+        # (p50 ~180 ms during a bulk load); with the lane, the writers wait on the lock, not in the run queue, and
+        # a search step waits for at most the one chunk that is running. The lock is fair (FIFO), so the batches
+        # still share it evenly, and throughput is the same work in another order.
+        self.lane = trio.Lock()
         self.peers = peers
         self.is_up: Callable[[str], bool] = getattr(peers, "is_up", lambda node: True)  # gossip's view
         self.election = el.ElectionCore(me, w, limits.ELECTION_ATTEMPTS_MAX)  # partitions this node is elected for
@@ -225,10 +232,10 @@ class NodeService:
             records = local
         now = self.clock_ms()
         changed = 0
-        for k, r in enumerate(records):
-            changed += self._apply_one(r, now)
-            if k % limits.YIELD_EVERY == limits.YIELD_EVERY - 1:
-                await trio.lowlevel.checkpoint()  # a big batch does not hold searches up (snapshots: see _Snapshotter)
+        for start in range(0, len(records), limits.YIELD_EVERY):
+            async with self.lane:  # a big batch does not hold searches up (snapshots: see _Snapshotter)
+                for r in records[start : start + limits.YIELD_EVERY]:
+                    changed += self._apply_one(r, now)
         await self.wal.append([e if e is not None else encode_record(r) for r, e in zip(records, encoded, strict=True)])
         return changed
 
@@ -450,24 +457,25 @@ class NodeService:
         now = self.clock_ms()
         pending: list[tuple[int, Record]] = []
         fences: dict[int, int] = {}
-        for i, op in enumerate(ops):
-            if i % limits.YIELD_EVERY == limits.YIELD_EVERY - 1:
-                await trio.lowlevel.checkpoint()  # between ops: each op's check and apply stay together
-            pid = parts[i][0]
-            if pid in failed:
-                e = failed[pid]
-                results[i] = m.WriteResult("error", code=e.code, message=e.message, field=e.field)
-                continue
-            try:
-                rec, res = prepare_write(self.shard, op, now, epochs[pid], self.versions, self.local_index)
-            except MurmurError as e:
-                results[i] = m.WriteResult("error", code=e.code, message=e.message, field=e.field)
-                continue
-            results[i] = res
-            if rec is not None:
-                self._apply_one(rec, now)  # visible to the next op's checks before any await
-                pending.append((i, rec))
-                fences[pid] = epochs[pid]
+        for start in range(0, len(ops), limits.YIELD_EVERY):
+            async with self.lane:  # between chunks of ops: each op's check and apply stay together
+                for i in range(start, min(len(ops), start + limits.YIELD_EVERY)):
+                    op = ops[i]
+                    pid = parts[i][0]
+                    if pid in failed:
+                        e = failed[pid]
+                        results[i] = m.WriteResult("error", code=e.code, message=e.message, field=e.field)
+                        continue
+                    try:
+                        rec, res = prepare_write(self.shard, op, now, epochs[pid], self.versions, self.local_index)
+                    except MurmurError as e:
+                        results[i] = m.WriteResult("error", code=e.code, message=e.message, field=e.field)
+                        continue
+                    results[i] = res
+                    if rec is not None:
+                        self._apply_one(rec, now)  # visible to the next op's checks before any await
+                        pending.append((i, rec))
+                        fences[pid] = epochs[pid]
         unconfirmed = {
             parts[i][0] for i, r in enumerate(results) if r is not None and r.code in _DEFINITE
         }

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -119,3 +122,41 @@ def test_up_load_search_status_down(tmp_path: Path) -> None:
     assert "n1: stopped" in down.stdout
     assert not (tmp_path / "data" / "n1" / "node.pid").exists()
     assert not is_our_node(pid, "n1")  # gone, or a zombie waiting for a reaper that is not us
+
+
+def test_load_without_url_spreads_the_bulks_over_every_node_that_answers(tmp_path: Path) -> None:
+    """Any node coordinates: without --url, `murmur load` sends its bulks to every node of the config (so no one
+    node coordinates the whole load), and leaves out one that does not answer, saying so."""
+    from tests.support.procs import url_of, write_config
+
+    cfg = write_config(tmp_path, ["n1", "n2", "n3"], n=3, w=2, r=2)
+    c = ("--config", str(cfg))
+    corpus = tmp_path / "synth.jsonl"
+    with corpus.open("w", encoding="utf-8") as f:
+        for t in generate(900, seed=5, with_ids=True):
+            f.write(json.dumps(t) + "\n")
+    up = murmur("up", *c)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        load = murmur("load", *c, str(corpus), "--batch", "50")
+        assert load.returncode == 0, load.stderr
+        assert "loaded 900 (new 900, already present 0), rejected 0" in load.stdout, load.stdout + load.stderr
+        through = {}
+        for name in ("n1", "n2", "n3"):
+            with urllib.request.urlopen(url_of(cfg, name) + "/stats", timeout=10) as resp:
+                through[name] = json.load(resp)["ingested_total"]
+        assert sum(through.values()) == 900 and all(v > 0 for v in through.values()), through
+
+        pid3 = int((tmp_path / "data" / "n3" / "node.pid").read_text())
+        os.kill(pid3, signal.SIGKILL)
+        more = tmp_path / "more.jsonl"
+        with more.open("w", encoding="utf-8") as f:
+            for t in generate(300, seed=6, with_ids=True):
+                t["id"] = int(t["id"]) + 10**12  # other tweets than the first file's
+                f.write(json.dumps(t) + "\n")
+        again = murmur("load", *c, str(more), "--batch", "50")
+        assert again.returncode == 0, again.stderr
+        assert "loaded 300 (new 300, already present 0), rejected 0" in again.stdout, again.stdout + again.stderr
+        assert "does not answer" in again.stderr and "not loading through it" in again.stderr, again.stderr
+    finally:
+        murmur("down", *c)
