@@ -341,9 +341,9 @@ async def _serve(
         mine = (target or topo).member(name)
         assert mine is not None
         placement = Placement(tp.ring_of(topo.members), n_rep)
-        service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms, mode)
         grace_ms = int(cfg.storage.tombstone_grace_s * 1000)
-        service.hints = await HintStore.open(node_dir / "hints", ttl_ms=col.hint_ttl_ms(grace_ms), clock_ms=wall_ms)
+        hints = await HintStore.open(node_dir / "hints", ttl_ms=col.hint_ttl_ms(grace_ms), clock_ms=wall_ms)
+        service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms, mode, hints=hints)
         ids = SnowflakeGenerator(mine.machine_id)
         # resume above this machine's newest id, but not past the clock: ids made from a client's
         # created_at do not move it (one vectorised pass over the id column)
@@ -447,7 +447,7 @@ async def _serve(
                 await peers.call(node, rm.ApplyReq([decode_record(p) for p in payloads]))
 
             nursery.start_soon(
-                partial(hint_replay_loop, service.hints, peers.is_up, send_hints, HINT_REPLAY_INTERVAL_S)
+                partial(hint_replay_loop, hints, peers.is_up, send_hints, HINT_REPLAY_INTERVAL_S)
             )
             nursery.start_soon(_stop_on_signal, nursery.cancel_scope, name)
             if target is not None:

@@ -19,7 +19,7 @@ from node.membership.config import MembershipConfig
 
 class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str = "murmur"
-    replication_factor: int = 3  # N: copies of each partition (master + N-1 replicas)
+    replication_factor: int = 3  # N: copies of each partition (its preference list)
     write_quorum: int = 2  # W: copies that must hold a write before it is acknowledged
     read_quorum: int = 2  # R: copies asked by every read
     vnodes: int = 64  # ring tokens per node

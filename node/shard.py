@@ -11,7 +11,10 @@ Rules (the one place they live):
   ever removed (a record may carry no work at all: a repair or a catch-up; the new version's terms then come from
   the tweet itself). A record of the version already held that carries work merges its work into the entry (a
   replica handing its leftover work to the master): work of one version only ever adds that version's terms and
-  removes others, so a union is always safe.
+  removes others, so a union is always safe. Records may come in any order (hints, read repairs, stragglers): a
+  late record of an older version still adds its terms that the tweet no longer has to the pending removals, and a
+  version's work that comes after its copy without work moves the entry on to that version. Only an entry whose
+  work is done may differ with the order (a done before its record is not remembered; a replay queues it again).
 - Promises: a Promise(partition, epoch) is this node's durable vow never again to accept a master's writes for
   that partition from an older epoch (node/replication/mastership.py); the highest promise wins.
 - Digests: every stored tweet id (tombstones included) sits in a bucket of its ring token; each bucket keeps an
@@ -214,6 +217,8 @@ class Shard:
         if old >= t.version:
             if old == t.version and (rec.add or rec.remove):
                 self._merge_work(t.id, t.version, rec.add, rec.remove, t)
+            elif rec.add or rec.remove:
+                self._merge_older_work(t.id, rec.add, rec.remove)
             return False
         b = bucket_of(t.id)
         self._rekey(t.id, b, old, t.version)
@@ -241,6 +246,8 @@ class Shard:
         if old >= d.version:
             if old == d.version and d.remove and d.id in self.tombstones:
                 self._merge_work(d.id, d.version, (), d.remove, None)
+            elif old > d.version and d.remove:
+                self._merge_older_work(d.id, (), d.remove)
             return False
         if not old and d.at_ms <= self.tombstone_floor_ms:
             return False  # expired, and nothing here for it to hide: collected elsewhere, not stored again
@@ -279,6 +286,21 @@ class Shard:
         elif e.version == version:
             gone = removing - set(e.add) - keep
             self.outbox[tweet_id] = OutboxEntry(tweet_id, version, tuple(sorted({*e.add, *add})), tuple(sorted(gone)))
+        elif e.version < version:  # a copy without work came first (a read repair): the work moves on, as in order
+            gone = (set(e.add) | set(e.remove) | set(remove)) - set(add) - _terms_of(has)
+            self.outbox[tweet_id] = OutboxEntry(tweet_id, version, add, tuple(sorted(gone)))
+
+    def _merge_older_work(self, tweet_id: int, add: tuple[str, ...], remove: tuple[str, ...]) -> None:
+        """An older version's record arrived after a newer one (a hint, a straggling send): its terms that the
+        tweet no longer has join the pending removals, as they would have had the records come in order (no term
+        of an older version is forgotten; a removal the held version's work already made is made again, harmlessly)."""
+        e = self.outbox.get(tweet_id)
+        if e is None:  # the newer version's work is done, or has not come yet: removals are safe either way
+            e = OutboxEntry(tweet_id, self.version_of(tweet_id), (), ())
+        keep = set(e.add) | _terms_of(self.store.get(tweet_id))
+        gone = (set(add) | set(remove)) - keep - set(e.remove)
+        if gone:
+            self.outbox[tweet_id] = OutboxEntry(tweet_id, e.version, e.add, tuple(sorted({*e.remove, *gone})))
 
     def _outbox_done(self, d: OutboxDone) -> bool:
         e = self.outbox.get(d.tweet_id)

@@ -25,6 +25,10 @@ SYNTH_TWEETS = 50_000
 REAL_QUERIES = ["iphone", "happy birthday", '"good morning"', "#news"]
 SYNTH_QUERIES = ["coffee", "love today", '"de la"', "#news"]
 SHOWN = 3
+# Words nearly every English tweet has: the newest of their matches before today is (nearly) the newest tweet of
+# the samples, whose time is the `as_of` of the demo's trends (the samples are years old: trends "now" would be
+# empty; tweets posted by hand today are left out).
+NEWEST_PROBE = "(the OR a OR i OR to OR you OR and OR is OR de) until:{today}"
 
 
 def murmur(*args: str, stdin: int | None = None) -> int:
@@ -72,6 +76,31 @@ def show_search(url: str, q: str) -> None:
         print(f"   {t.id_str}  {t.created_at}  @{t.user}  {text[:100]}")
 
 
+def newest_time(url: str) -> str | None:
+    """created_at of the newest sample tweet loaded (one search: results are newest first)."""
+    try:
+        with Client(url, timeout=30.0) as c:
+            today = time.strftime("%Y-%m-%d", time.gmtime())
+            hits = c.search(NEWEST_PROBE.format(today=today), count=1).statuses
+    except ApiError:
+        return None
+    return hits[0].created_at if hits else None
+
+
+def show_trends(url: str, as_of: str) -> None:
+    print(f"\n== trends of the loaded data: the 24 h up to its newest tweet ({as_of})")
+    try:
+        with Client(url, timeout=30.0) as c:
+            got = c.trends("24h", count=8, as_of=as_of).trends
+    except ApiError as e:
+        print(f"   error {e.status}: {e.code}: {e.message}")
+        return
+    if not got:
+        print("   (no hashtag rose in that window)")
+    for t in got:
+        print(f"   {t.hashtag:<28} {t.count:>6} tweets  score {t.score:.2f}")
+
+
 def main() -> int:
     cfg = load_config(CONFIG)
     url = cfg.url(cfg.nodes[0].name)
@@ -84,8 +113,12 @@ def main() -> int:
     queries = REAL_QUERIES if DATA.is_dir() else SYNTH_QUERIES
     for q in queries:
         show_search(url, q)
+    as_of = newest_time(url)
+    if as_of is not None:
+        show_trends(url, as_of)
+    trends = f"/trends?{urlencode({'window': '24h', 'as_of': as_of})}" if as_of else "/trends?window=24h"
     print("\nTry:")
-    for path in ("/health", "/cluster", "/stats", "/metrics", "/openapi.json", "/trends?window=24h"):
+    for path in ("/health", "/cluster", "/stats", "/metrics", "/openapi.json", trends):
         print(f"   curl '{url}{path}'")
     for q in queries:
         print(f"   curl '{url}/search?{urlencode({'q': q, 'count': 5})}'")

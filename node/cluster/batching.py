@@ -6,6 +6,7 @@ replicates and logs them as one batch too. No background task: the writer that f
 sends one batch from the head of the queue (its own ops among them, or it sends again), and on its way out hands
 the lead to the first writer still waiting. Every wait is bounded by the caller's own deadline (its cancel
 scope); a writer cancelled before its ops went out is taken off the queue; a batch holds at most `ops_max` ops.
+A call without an answer fails every writer then waiting for that master too (without sending their ops).
 """
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ class WriteBatcher:
                 w.done = True
                 w.turn.set()
             raise
+        if results is None:
+            # No answer: the writers still queued for this master would each wait out one more call to it (a
+            # paused master: one call timeout after another, 6 s for the third in line). Fail them now, unsent,
+            # so their coordinators move on to the next replica at once.
+            batch += lane.queue
+            lane.queue.clear()
         pos = 0
         for w in batch:
             if results is not None:

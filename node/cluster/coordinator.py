@@ -1,7 +1,7 @@
-"""The coordinator every node runs (CONTRACT: any node coordinates). Writes go to the master of the tweet's
-partition, grouped so that a batch costs one call per master; reads ask R replicas of each partition (this node
-first when it holds a copy), merge by version and repair stale copies in the background. A search is the shell of
-the sans-I/O node/search/cursor.py: `drive` carries out the steps the cursor asks for (calls through
+"""The coordinator every node runs (CONTRACT: any node coordinates). Writes go to the acting node of the tweet's
+partition (it gets elected), grouped so that a batch costs one call per node; reads ask R replicas of each partition
+(this node first when it holds a copy), merge by version and repair stale copies in the background. A search is the
+shell of the sans-I/O node/search/cursor.py: `drive` carries out the steps the cursor asks for (calls through
 node/cluster/fanout.py) under one deadline, and feeds it the answers.
 
 A cluster of one is the same code with every call local. It implements node.coordinator.Coordinator.
@@ -123,10 +123,6 @@ class ClusterCoordinator:
         self._rotor = 0  # which replica a local-first search asks first
         self._render_cache: dict[int, tuple[int, msgspec.Raw]] = {}  # id -> (version, its JSON): bounded
         self._batcher = WriteBatcher(self._send_writes)  # concurrent writes to one master share calls
-        # partition -> the replica that last acknowledged this coordinator's writes to it (the acting master it
-        # keeps using while that one answers), for the ring it was learnt on. At most one entry per partition.
-        self._acting: dict[int, str] = {}
-        self._acting_ring: object = None
 
     # ------------------------------------------------------------ helpers
 
@@ -139,27 +135,29 @@ class ClusterCoordinator:
         }
         return live or None
 
-    def _master_for(
+    def _acting_for(
         self, place: tuple[int, tuple[str, ...]], exclude: set[str] | frozenset[str] = frozenset()
     ) -> str | None:
-        """Where a write goes: the replica that acknowledged this coordinator's last write to the partition (the
-        acting master), while gossip holds it up (alive or suspect) and it is not in `exclude`; else the first
-        replica that gossip holds alive (then a suspect one) not in `exclude`, which wins (or holds) the
-        mastership. None when none is left. Staying with the acting master is what keeps mastership still: a
-        node suspected for a moment under load (a snapshot's fork, a long batch) would otherwise lose its
-        partitions to the next replica and win them back a moment later, each move an election and a catch-up
-        (at 1.77 M tweets, a thousand of them per node during one load). Only a failed call moves it."""
-        pid, reps = place  # placement.tweet(id): (partition, replicas in preference order)
-        if self._acting_ring is self.placement.ring:
-            acting = self._acting.get(pid)
-            if acting is not None and acting not in exclude and acting in reps and (
-                acting == self.me or self.peers.is_up(acting)
-            ):
-                return acting
-        state = getattr(self.peers, "state", {})
+        """Where a write goes: the first replica of the partition that gossip holds up and that has not been
+        suspected for longer than limits.ROUTE_AROUND_SUSPECT_S (then a suspect one), not in `exclude` (tried
+        already); it gets elected first when it is not (node/replication/election.py). None when none is left.
+
+        Every coordinator must pick the same node from the same gossip view: a write to a replica that is not
+        the elected one makes it campaign, so two coordinators that disagree move the mastership back and forth with
+        every write (each move an election and a catch-up; at 1.77 M tweets, thousands per node during one load,
+        when each coordinator kept its own idea of the acting master). So the choice is a function of the
+        preference list and gossip only, and a brief suspicion (a node slow for a moment under load) changes
+        nothing: a node paused or cut off is routed around once suspected for a while, before gossip declares
+        it dead, and a call that fails moves that one write to the next replica at once (`_write`)."""
+        reps = place[1]  # placement.tweet(id): (partition, replicas in preference order)
         cands = [n for n in reps if n not in exclude and (n == self.me or self.peers.is_up(n))]
-        alive = [n for n in cands if n == self.me or state.get(n, "alive") == "alive"]
-        pick = alive or cands
+        suspected = getattr(self.peers, "suspected_for", None)
+        if suspected is not None:
+            steady = [n for n in cands if n == self.me or suspected(n) <= limits.ROUTE_AROUND_SUSPECT_S]
+        else:
+            state = getattr(self.peers, "state", {})
+            steady = [n for n in cands if n == self.me or state.get(n, "alive") == "alive"]
+        pick = steady or cands
         return pick[0] if pick else None
 
     async def _read(
@@ -377,9 +375,9 @@ class ClusterCoordinator:
     # ------------------------------------------------------------ writes
 
     async def _write(self, ops: list[m.WriteOp]) -> list[m.WriteResult]:
-        """Group by the master of each tweet's partition: one call per master. A master that does not answer
-        in WRITE_CALL_TIMEOUT_S (dead, paused, cut off) or answers `unavailable` is replaced by the next replica
-        of the partition, which wins the mastership (catching up first), and the write is retried there with a
+        """Group by the acting node of each tweet's partition: one call per node. A node that does not answer
+        in WRITE_CALL_TIMEOUT_S (dead, paused, cut off), or answers `unavailable` twice, is replaced by the next
+        replica of the partition, which gets elected (catching up first), and the write is retried there with a
         bounded backoff, within WRITE_DEADLINE_S (CONTRACT §6: no write refused while W replicas live). Retrying
         is safe: a create carries its id (a generated one is fixed before the first try), an edit is idempotent,
         and a delete that answers not_found after a try that may have landed has done its work."""
@@ -387,6 +385,7 @@ class ClusterCoordinator:
         todo = list(range(len(ops)))
         tried: dict[int, set[str]] = {k: set() for k in todo}
         uncertain: set[int] = set()  # an earlier try of these may have landed
+        again: dict[int, set[str]] = {}  # masters that answered `unavailable` once already
         last: dict[int, str] = {}
         place: dict[int, tuple[int, tuple[str, ...]]] = {}
         deadline = trio.current_time() + limits.WRITE_DEADLINE_S
@@ -395,10 +394,10 @@ class ClusterCoordinator:
             by_master: dict[str, list[int]] = {}
             for k in todo:
                 place[k] = self.placement.tweet(ops[k].id)  # once per op and try (the ring may move between tries)
-                nd = self._master_for(place[k], tried[k])
+                nd = self._acting_for(place[k], tried[k])
                 if nd is None and tried[k]:  # every replica tried: start over (one may be back by now)
                     tried[k].clear()
-                    nd = self._master_for(place[k])
+                    nd = self._acting_for(place[k])
                 if nd is None:
                     out[k] = m.WriteResult("error", code="unavailable", message="no replica of its partition is up")
                     continue
@@ -422,10 +421,17 @@ class ClusterCoordinator:
                         uncertain.add(k)
                         last[k] = (r.message or "unavailable") if r is not None else f"the master {nd} did not answer"
                         todo.append(k)
-                        self._forget_acting(place[k][0], nd)
+                        if r is not None and nd not in again.setdefault(k, set()):
+                            # It answered: it is up, and was most likely outvoted while replicating (a newer
+                            # master fenced it; it has stepped down). Ask it once more, so that it wins the
+                            # partition back, rather than send the write on and make the next replica campaign:
+                            # that would fence the in-flight writes of every other coordinator, which would
+                            # move on in turn, and so on (duelling candidates). A second `unavailable` (a
+                            # read-only disk, no quorum behind it) moves the write on.
+                            again[k].add(nd)
+                            tried[k].discard(nd)
                     else:
                         out[k] = r
-                        self._learn_acting(place[k][0], nd)
             if not todo or trio.current_time() + backoff >= deadline:
                 break
             await trio.sleep(backoff)
@@ -442,16 +448,6 @@ class ClusterCoordinator:
             elif isinstance(op, m.CreateOp) and op.generated and r.status == "exists":
                 out[k] = m.WriteResult("created", r.tweet)  # an earlier try created it: still a new tweet to the client
         return [r if r is not None else m.WriteResult("error", code="unavailable") for r in out]
-
-    def _learn_acting(self, pid: int, node: str) -> None:
-        if self._acting_ring is not self.placement.ring:  # the ring moved: partitions are other ones now
-            self._acting = {}
-            self._acting_ring = self.placement.ring
-        self._acting[pid] = node
-
-    def _forget_acting(self, pid: int, node: str) -> None:
-        if self._acting.get(pid) == node:
-            del self._acting[pid]
 
     async def _submit(self, got: dict[str, list[m.WriteResult] | None], nd: str, ops: list[m.WriteOp]) -> None:
         got[nd] = await self._batcher.submit(nd, ops)

@@ -1,7 +1,7 @@
 """Bounds of the cluster layer, in one place: batch sizes per call, deadlines per call, retries."""
 
 RPC_TIMEOUT_S = 5.0  # one node-to-node call, from send to answer
-WRITE_CALL_TIMEOUT_S = 2.5  # a coordinator's call to a partition's master; then it tries the next replica
+WRITE_CALL_TIMEOUT_S = 2.5  # a coordinator's call to a partition's acting node; then it tries the next replica
 REPLICA_CALL_TIMEOUT_S = 2.0  # a master's confirmation call to one replica; then it asks another
 WRITE_DEADLINE_S = 10.0  # a write's tries at the replicas of its partitions, all together (then 503)
 WRITE_RETRY_MIN_S = 0.05  # backoff between two tries of a write: doubles from this ...
@@ -17,7 +17,7 @@ WRITE_OPS_MAX = 10_000  # ops in one WriteReq (a bulk request's size limit)
 ID_RETRIES_MAX = 16  # a generated id that collides is replaced this many times at most
 OUTBOX_SCAN_INTERVAL_S = 1.0  # the background outbox driver wakes this often
 OUTBOX_BATCH_MAX = 2000  # outbox entries driven per pass
-OUTBOX_REPLICA_GRACE_S = 30.0  # a replica hands an outbox entry it still holds after this long to the acting master
+OUTBOX_REPLICA_GRACE_S = 30.0  # a replica hands an outbox entry it still holds after this long to the acting node
 REPAIRS_IN_FLIGHT_MAX = 64  # read repairs queued at once; more are dropped (anti-entropy catches them later)
 PEER_PING_INTERVAL_S = 1.0  # how often each peer's liveness is checked for /cluster and /health
 SEARCH_ROUNDS_MAX = 64  # window rounds one search may take
@@ -33,3 +33,6 @@ STREAM_IDS_MAX = 200_000  # posting ids in one PostingsResp page (a term's list 
 STREAM_PAGE_TIMEOUT_S = 120.0  # one page of a postings stream (the first lists the source's terms in the ranges)
 STREAM_TIMEOUT_S = 3600.0  # one node pulling every range it gains in a topology change
 INSTALL_TIMEOUT_S = 60.0  # a node adopting a topology, including the wait for its older writes to end
+# A write's coordinator routes around a replica suspected by gossip for longer than this (seconds), before it is
+# declared dead; a shorter suspicion (a node slow for a moment) moves no mastership (coordinator._acting_for).
+ROUTE_AROUND_SUSPECT_S = 1.0

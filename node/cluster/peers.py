@@ -42,6 +42,7 @@ class Peers:
         # gossip's view: "alive" | "suspect" | "dead" | "left"; "unknown" for a configured node not heard of yet
         self.state: dict[str, str] = {n: ("alive" if n == me else "unknown") for n in addrs}
         self.tweets: dict[str, int] = {}  # tweets each up peer held at its last count (count_loop)
+        self._suspect_since: dict[str, float] = {}  # trio time each suspect member became suspect
         self.gossip: Any = None  # the GossipShell, once wired: receives the "gossip.*" RPC methods
         self._listeners: list[OnChange] = []
         # told of a peer's newer topology version (node.cluster.rebalance.Keeper.catch_up)
@@ -57,6 +58,11 @@ class Peers:
         gossip has not told us about yet; False once gossip says dead or left."""
         return self.state.get(node, "unknown") in UP_STATES
 
+    def suspected_for(self, node: str) -> float:
+        """Seconds `node` has been suspect without interruption (0.0 when it is not suspect)."""
+        since = self._suspect_since.get(node)
+        return 0.0 if since is None else trio.current_time() - since
+
     def on_change(self, fn: OnChange) -> None:
         """Call fn(node, state) after every change of a member's state (including this node's own). fn runs in
         the gossip task: it must not block or raise (hand work to a task, e.g. with send_nowait)."""
@@ -67,6 +73,13 @@ class Peers:
         if self.state.get(node) == state:
             return  # e.g. a refutation: a new incarnation, the same state
         self.state[node] = state
+        if state == "suspect":
+            try:
+                self._suspect_since[node] = trio.current_time()
+            except RuntimeError:  # outside a Trio run (a unit test): suspected for as long as can be
+                self._suspect_since[node] = float("-inf")
+        else:
+            self._suspect_since.pop(node, None)
         if state not in UP_STATES:
             self.tweets.pop(node, None)
         elif state == "alive" and node in self.addrs and hasattr(self.pool, "retry_now"):

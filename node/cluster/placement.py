@@ -38,7 +38,7 @@ class Placement:
         return reps, self.next_ring.preference_list(term_token(term), self.n)
 
     def tweet(self, tweet_id: int) -> tuple[int, tuple[str, ...]]:
-        """(partition index, replicas in preference order; the first is the master)."""
+        """(partition index, replicas in preference order; the first is the preferred node)."""
         tok = tweet_token(tweet_id)
         return self.ring.partition_index(tok), self.ring.preference_list(tok, self.n)
 
@@ -56,7 +56,8 @@ class Placement:
         tok = tweet_token(tweet_id)
         return self.ring.partition_id(tok), self.ring.preference_list(tok, self.n)
 
-    def master_of_tweet(self, tweet_id: int) -> str:
+    def preferred_of_tweet(self, tweet_id: int) -> str:
+        """The first of the preference list: where the tweet's writes go while every replica is up."""
         return self.tweet(tweet_id)[1][0]
 
     def terms_by_node(self, terms: Iterable[str]) -> dict[str, list[str]]:

@@ -6,9 +6,10 @@ it checks them against its copy, stamps versions, replicates to the partition's 
 then drives the index work (the outbox) to W replicas of every term partition before it answers. The outbox
 is durable with the tweet, so work interrupted by a crash is finished by the background driver after restart.
 
-Mastership is earned per partition, not configured: the node a write is routed to (the first live node of the
-partition's preference list) wins an election first (node/replication/mastership.py: promises, catch-up from
-the promisers) and keeps it in memory only, so a restarted or outvoted node always has to win again.
+Mastership is earned per partition, not configured: the node a write is routed to (the partition's acting
+node: the first of its preference list that is up) must be elected first (node/replication/election.py, carried
+out by node/cluster/elector.py: promises, catch-up from the promisers) and keeps it in memory only, so a restarted
+or outvoted node always has to win again. Roles: `preferred`, `acting`, `elected`, as election.py defines them.
 Anti-entropy (`sync_with`) compares a partition's bucket digests with one peer and exchanges what differs.
 """
 
@@ -26,6 +27,7 @@ import trio
 import trio.lowlevel
 
 from node.cluster import limits
+from node.cluster.elector import Elector
 from node.cluster.placement import Placement
 from node.errors import (
     Conflict,
@@ -37,22 +39,20 @@ from node.errors import (
     StaleEpoch,
     Unavailable,
 )
-from node.model import build_tweet, same_content
 from node.query.ast import And, Term, terms_of
-from node.query.match import analysed_terms, index_terms
-from node.replication import mastership as ms
+from node.replication import election as el
 from node.replication import messages as m
+from node.replication import outbox as ob
+from node.replication.hints import HintStore
+from node.replication.prepare import Versions, prepare_write
 from node.replication.quorum import acked_by_every
+from node.replication.sync import SyncRound, SyncSession
 from node.ring.ring import Ring, term_token
 from node.ring.topology import gained, sources_needed
 from node.search.digest import PeerDigest, peer_digest
 from node.shard import (
-    EPOCH_SHIFT,
-    SEQ_MASK,
     DeleteTweet,
-    OutboxDone,
     OutboxEntry,
-    PostingOps,
     Promise,
     PutTweet,
     Record,
@@ -60,10 +60,8 @@ from node.shard import (
     StreamedPostings,
     decode_record,
     encode_record,
-    make_version,
 )
 from node.storage.mode import StorageMode
-from node.text.analyzer import analyse
 
 log = structlog.get_logger("murmur.service")
 _DEFINITE = (NotFound.code, Deleted.code, Conflict.code)  # answers that write nothing: confirmed with W first
@@ -87,7 +85,14 @@ class NodeService:
         w: int,
         clock_ms: Callable[[], int],
         mode: StorageMode | None = None,
+        *,
+        peers: Caller | None = None,
+        hints: HintStore | None = None,
     ) -> None:
+        """`peers`: calls to the other nodes and gossip's view of them (its `is_up`, when it has one); a node
+        whose peer pool opens later passes None and sets `peers` and `is_up` then. `hints`: what a down replica
+        missed, replayed later (None: nothing is hinted). `keeper` (the topology) is set after construction: it
+        is made from this service (node/app.py)."""
         self.me = me
         self.shard = shard
         self.wal = wal
@@ -97,17 +102,27 @@ class NodeService:
         self.placement = placement
         self.w = w
         self.clock_ms = clock_ms
-        self.peers: Caller | None = None  # set by the node once its peer pool is open
-        self.is_up: Callable[[str], bool] = lambda node: True  # the membership view, set by the node
-        self.mastered: dict[int, int] = {}  # partition token -> the epoch this node orders its writes in
-        self._elections: dict[int, trio.Lock] = {}  # one election per partition at a time
-        self.elections_won = 0
+        # The write lane: the chunks of records that writes apply (a replica's batch, a master's prepared ops)
+        # take turns on it, YIELD_EVERY records at a time. trio runs ready tasks first come, first served, with
+        # no priorities, so a search's every step used to wait behind one chunk of EVERY write batch in flight
+        # (p50 ~180 ms during a bulk load); with the lane, the writers wait on the lock, not in the run queue, and
+        # a search step waits for at most the one chunk that is running. The lock is fair (FIFO), so the batches
+        # still share it evenly, and throughput is the same work in another order.
+        self.lane = trio.Lock()
+        self.peers = peers
+        self.is_up: Callable[[str], bool] = getattr(peers, "is_up", lambda node: True)  # gossip's view
+        self.election = el.ElectionCore(me, w, limits.ELECTION_ATTEMPTS_MAX)  # partitions this node is elected for
+        self.elector = Elector(
+            self.election, self.promise, self._call, lambda node: self.is_up(node),
+            lambda pid: el.known_epoch(self.shard, pid), self._catch_up_from,
+        )
         self.synced_keys = 0  # keys pulled or pushed by catch-up and anti-entropy
-        self._ae_cursor = 0
-        self._ae_pairs: list[tuple[int, int, str]] | None = None
-        self.hints: Any = None  # node.replication.hints.HintStore: what a down replica missed, replayed later
-        self._outbox_seen: dict[int, float] = {}  # outbox entries this replica is not master of -> first seen
-        self._seq = shard.max_version & SEQ_MASK
+        self.sync_round = SyncRound(me)  # anti-entropy's (partition, peer) round robin, listed again per ring
+        self.hints = hints
+        self.outbox = ob.OutboxPlanner(
+            me, limits.OUTBOX_REPLICA_GRACE_S, limits.OUTBOX_BATCH_MAX, limits.OUTBOX_BATCH_MAX * 4
+        )
+        self.versions = Versions(shard.max_version)  # the versions this node stamps as an elected master
         self._driving: dict[int, trio.Event] = {}  # outbox entries being driven now -> set when that ends
         self._writing: set[int] = set()  # tweets of writes in flight: their own write drives their outbox
         self.keeper: Any = None  # node.cluster.rebalance.Keeper: topology messages go there
@@ -204,14 +219,11 @@ class NodeService:
         self.mode.check()
         encoded: list[bytes | None] = list(raws) if raws is not None else [None] * len(records)
         if fence:
-            learnt: list[Record] = []
-            for pid, epoch in fence:
-                promised = self.shard.promised.get(pid, 0)
-                if not ms.fence_ok(promised, epoch):
-                    raise NotOwner(f"partition {pid}: epoch {epoch} is stale, {promised} was promised")
-                if epoch > promised:
-                    learnt.append(Promise(pid, epoch))
-            records = learnt + records
+            learnt, stale = el.check_fence(self.shard, fence)
+            if stale is not None:
+                pid, epoch, promised = stale
+                raise NotOwner(f"partition {pid}: epoch {epoch} is stale, {promised} was promised")
+            records = [*learnt, *records]
             none: list[bytes | None] = [None] * len(learnt)
             encoded = none + encoded
         if self.local_index:
@@ -220,10 +232,10 @@ class NodeService:
             records = local
         now = self.clock_ms()
         changed = 0
-        for k, r in enumerate(records):
-            changed += self._apply_one(r, now)
-            if k % limits.YIELD_EVERY == limits.YIELD_EVERY - 1:
-                await trio.lowlevel.checkpoint()  # a big batch does not hold searches up (snapshots: see _Snapshotter)
+        for start in range(0, len(records), limits.YIELD_EVERY):
+            async with self.lane:  # a big batch does not hold searches up (snapshots: see _Snapshotter)
+                for r in records[start : start + limits.YIELD_EVERY]:
+                    changed += self._apply_one(r, now)
         await self.wal.append([e if e is not None else encode_record(r) for r, e in zip(records, encoded, strict=True)])
         return changed
 
@@ -231,27 +243,23 @@ class NodeService:
         """Phase 1 of an election, replica side. The check and the state change happen before any await, so a
         fenced write that arrives while the promise is being logged is already refused."""
         self.mode.check()  # a promise this node cannot log is no promise
-        promised = self.shard.promised.get(pid, 0)
-        data_epoch = self.shard.max_version >> EPOCH_SHIFT
-        if not ms.may_promise(promised, data_epoch, epoch):
-            return m.PromiseResp(False, max(promised, data_epoch))
-        rec = Promise(pid, epoch)
-        self._apply_one(rec, 0)
-        await self.wal.append([encode_record(rec)])
-        return m.PromiseResp(True, epoch)
+        resp, rec = el.answer_promise(self.shard, pid, epoch)
+        if rec is not None:
+            self._apply_one(rec, 0)
+            await self.wal.append([encode_record(rec)])
+        return resp
 
     def _step_down(self, pid: int, stale: int) -> None:
-        """Stop ordering partition `pid` if this node masters it in epoch `stale` or older."""
-        if self.mastered.get(pid, stale + 1) <= stale:
-            del self.mastered[pid]
+        """Stop ordering partition `pid` if this node was elected for it in epoch `stale` or older."""
+        if self.election.maybe_step_down(pid, stale):
             log.info("master_stepped_down", partition=pid, epoch=stale)
 
     def _apply_one(self, r: Record, now: int) -> bool:
         sh = self.shard
         if isinstance(r, Promise):
             ok = sh.apply(r)
-            if ok:
-                self._step_down(r.pid, r.epoch - 1)
+            if ok and self.election.on_promised(r.pid, r.epoch):
+                log.info("master_stepped_down", partition=r.pid, epoch=r.epoch - 1)
             return ok
         return sh.apply(r)
 
@@ -333,173 +341,45 @@ class NodeService:
 
     # ------------------------------------------------------------ master role
 
-    async def ensure_master(self, pid: int, replicas: tuple[str, ...]) -> int:
-        """The epoch this node masters partition `pid` in, winning an election first when it does not."""
-        epoch = self.mastered.get(pid)
-        if epoch is not None:
-            return epoch
-        lock = self._elections.setdefault(pid, trio.Lock())
-        async with lock:
-            epoch = self.mastered.get(pid)
-            if epoch is None:
-                epoch = await self._elect(pid, replicas)
-            return epoch
+    @property
+    def elected(self) -> dict[int, int]:
+        """Partition token -> the epoch this node was elected for (and orders that partition's writes in)."""
+        return self.election.elected
 
-    async def _elect(self, pid: int, replicas: tuple[str, ...]) -> int:
-        need = ms.promise_quorum(len(replicas), self.w)
-        version = self.topology_version  # a mastership won for a ring that has since moved is not kept
-        known = max(self.shard.promised.get(pid, 0), self.shard.max_version >> EPOCH_SHIFT)
-        asked = [n for n in replicas if n == self.me or self.is_up(n)]
-        if len(asked) < need:
-            raise Unavailable(f"partition {pid}: {len(asked)} of its replicas are up, an election needs {need}")
-        others = [n for n in asked if n != self.me]
-        for _attempt in range(limits.ELECTION_ATTEMPTS_MAX):
-            epoch = ms.next_epoch(known)
-            own = await self.promise(pid, epoch)  # a candidate promises itself first: it must hold the promise
-            if not own.ok:
-                known = max(known, own.epoch)
-                continue
-            got = await self._gather_until(others, m.PromiseReq(pid, epoch), lambda r: r.ok, need - 1)
-            oks = [self.me, *(n for n, r in got.items() if r.ok)]
-            known = max([known, epoch, *(r.epoch for r in got.values())])
-            if len(oks) < need:
-                if len(got) + 1 < need:
-                    raise Unavailable(f"partition {pid}: {len(got) + 1} replicas answered the election, {need} needed")
-                continue  # outbid: try again above the highest epoch we heard of
-            # Catch up: every acknowledged write is on one of the promisers (see mastership.py).
-            failed: list[str] = []
+    @property
+    def elections_won(self) -> int:
+        return self.election.won
 
-            async def catch_up(node: str, failed: list[str] = failed) -> None:
-                try:
-                    await self.sync_with(node, *self.placement.ring.range_of(pid), False)
-                except MurmurError as e:
-                    log.info("catch_up_failed", partition=pid, peer=node, error=e.code)
-                    failed.append(node)
+    async def ensure_elected(self, pid: int, replicas: tuple[str, ...]) -> int:
+        """The epoch this node is elected for in partition `pid`, winning an election first when it is not."""
+        return await self.elector.ensure_elected(pid, replicas)
 
-            async with trio.open_nursery() as n:
-                for node in oks:
-                    if node != self.me:
-                        n.start_soon(catch_up, node)
-            if failed:
-                raise Unavailable(f"partition {pid}: could not catch up from {', '.join(failed)}")
-            if self.shard.promised.get(pid, 0) != epoch:
-                continue  # a newer candidate won while we caught up
-            if self.topology_version != version:
-                raise Unavailable(f"partition {pid}: the ring moved during the election; retry")
-            self.mastered[pid] = epoch
-            self.elections_won += 1
-            log.info("master_elected", partition=pid, epoch=epoch, promisers=oks)
-            return epoch
-        raise Unavailable(f"partition {pid}: no election won in {limits.ELECTION_ATTEMPTS_MAX} attempts")
+    async def _call(self, node: str, req: Any) -> Any:
+        assert self.peers is not None
+        return await self.peers.call(node, req)
 
-    async def _gather_until(
-        self, nodes: list[str], req: Any, good: Callable[[Any], bool], enough: int
-    ) -> dict[str, Any]:
-        """Send `req` to every node in parallel; stop waiting once `enough` good answers are in."""
-        out: dict[str, Any] = {}
-        async with trio.open_nursery() as nursery:
-
-            async def one(node: str) -> None:
-                try:
-                    assert self.peers is not None
-                    out[node] = await self.peers.call(node, req)
-                except MurmurError as e:
-                    log.info("call_failed", to=node, request=type(req).__name__, error=e.code)
-                    return
-                if sum(1 for r in out.values() if good(r)) >= enough:
-                    nursery.cancel_scope.cancel()
-
-            for node in nodes:
-                nursery.start_soon(one, node)
-        return out
+    async def _catch_up_from(self, node: str, pid: int) -> None:
+        """An election's catch-up: pull every key of partition `pid` that `node` holds newer (no push)."""
+        await self.sync_with(node, *self.placement.ring.range_of(pid), False)
 
     async def sync_with(self, node: str, start: int, end: int, push: bool = True) -> int:
         """Anti-entropy for one tweet partition with one peer: compare bucket digests, list the keys of the
         buckets that differ, pull what is newer there (and push what is newer here). -> keys exchanged.
         Raises MurmurError when the peer cannot be reached (a catch-up that fails loses its election)."""
         assert self.peers is not None
-        theirs = dict((await self.peers.call(node, m.DigestReq(start, end))).buckets)
-        diff = ms.differing_buckets(self.shard.digest(start, end), theirs)
-        moved = 0
-        for i in range(0, len(diff), limits.SYNC_BUCKETS_MAX):
-            chunk = diff[i : i + limits.SYNC_BUCKETS_MAX]
-            keys = (await self.peers.call(node, m.KeysReq(start, end, chunk))).keys
-            mine = dict(self.shard.keys(start, end, set(chunk)))
-            pull, push_ids = ms.exchange(mine, keys)
-            for j in range(0, len(pull), limits.GET_IDS_MAX):
-                recs = (await self.peers.call(node, m.FetchReq(pull[j : j + limits.GET_IDS_MAX]))).records
-                await self.apply(recs)
-            moved += len(pull)
-            if push:
-                for j in range(0, len(push_ids), limits.APPLY_RECORDS_MAX):
-                    await self.peers.call(node, m.ApplyReq(self.shard.records_for(push_ids[j : j + limits.APPLY_RECORDS_MAX])))
-                moved += len(push_ids)
-        if moved:
-            self.synced_keys += moved
-            log.info("synced", peer=node, start=start, end=end, keys=moved, buckets=len(diff))
-        return moved
-
-    def _next_version(self, current: int, epoch: int) -> int:
-        if current >> EPOCH_SHIFT > epoch:
-            raise StaleEpoch("a newer master has written this tweet; retry")
-        self._seq = max(self._seq, current & SEQ_MASK if current >> EPOCH_SHIFT == epoch else 0) + 1
-        return make_version(epoch, self._seq)
-
-    def _prepare(self, op: m.WriteOp, now: int, epoch: int) -> tuple[Record | None, m.WriteResult | None]:
-        """Check one write against this master's copy. -> (record to replicate, or None; a final result, or None)."""
-        sh = self.shard
-        if isinstance(op, m.CreateOp):
-            if op.id in sh.tombstones:
-                if op.generated:
-                    return None, m.WriteResult("error", code="id_taken")
-                raise Conflict(f"tweet {op.id} was deleted; its id cannot be used again", "id")
-            old = sh.tweets.get(op.id)
-            if old is not None:
-                # the same content again: a retry (for a generated id, the coordinator's own retry of this very
-                # op, which fixed the id and the time before its first try)
-                if same_content(old, op.tweet) and (not op.generated or old.created_at_ms == op.created_at_ms):
-                    if self.local_index:
-                        return PutTweet(old, local=True), m.WriteResult("exists", old)
-                    return PutTweet(old, tuple(sorted(index_terms(old)[0]))), m.WriteResult("exists", old)
-                if op.generated:
-                    return None, m.WriteResult("error", code="id_taken")
-                raise Conflict(f"tweet {op.id} exists with other content", "id")
-            t = op.tweet
-            a = analyse(t.text)
-            tweet = build_tweet(t, op.id, op.created_at_ms, a, self._next_version(0, epoch))
-            if self.local_index:
-                return PutTweet(tweet, local=True), m.WriteResult("created", tweet)
-            return PutTweet(tweet, tuple(sorted(analysed_terms(a, t.user, t.lang)))), m.WriteResult("created", tweet)
-        old = sh.tweets.get(op.id)
-        if old is None:
-            if op.id in sh.tombstones:
-                raise Deleted(f"no tweet with id {op.id}: it was deleted", "id")
-            raise NotFound(f"no tweet with id {op.id}", "id")
-        if isinstance(op, m.DeleteOp):
-            version = self._next_version(old.version, epoch)
-            if self.local_index:
-                return DeleteTweet(op.id, version, now, local=True), m.WriteResult("ok")
-            rec = DeleteTweet(op.id, version, now, tuple(sorted(index_terms(old)[0])))
-            return rec, m.WriteResult("ok")
-        p = op.patch
-        changes: dict[str, Any] = {}
-        if p.text is not None and p.text != old.text:
-            a = analyse(p.text)
-            changes.update(text=p.text, hashtags=a.hashtags, mentions=a.mentions, edited_at_ms=now)
-        if p.likes is not None and p.likes != old.likes:
-            changes["likes"] = p.likes
-        if p.retweets is not None and p.retweets != old.retweets:
-            changes["retweets"] = p.retweets
-        if not changes:
-            if self.local_index:
-                return PutTweet(old, local=True), m.WriteResult("ok", old)
-            return PutTweet(old, tuple(sorted(index_terms(old)[0]))), m.WriteResult("ok", old)
-        new = msgspec.structs.replace(old, version=self._next_version(old.version, epoch), **changes)
-        if self.local_index:
-            return PutTweet(new, local=True), m.WriteResult("ok", new)
-        new_terms = analysed_terms(a, new.user, new.lang) if "text" in changes else index_terms(new)[0]
-        gone = index_terms(old)[0] - new_terms
-        return PutTweet(new, tuple(sorted(new_terms)), tuple(sorted(gone))), m.WriteResult("ok", new)
+        s = SyncSession(start, end, push, limits.SYNC_BUCKETS_MAX, limits.GET_IDS_MAX, limits.APPLY_RECORDS_MAX)
+        theirs = (await self.peers.call(node, s.begin())).buckets
+        for keys_req in s.on_digest(self.shard.digest(start, end), theirs):
+            keys = (await self.peers.call(node, keys_req)).keys
+            fetches, pushes = s.on_keys(dict(self.shard.keys(start, end, set(keys_req.buckets))), keys)
+            for fetch in fetches:
+                await self.apply((await self.peers.call(node, fetch)).records)
+            for ids in pushes:
+                await self.peers.call(node, m.ApplyReq(self.shard.records_for(ids)))
+        if s.moved:
+            self.synced_keys += s.moved
+            log.info("synced", peer=node, start=start, end=end, keys=s.moved, buckets=s.buckets)
+        return s.moved
 
     @contextmanager
     def _in_flight(self) -> Iterator[None]:
@@ -531,8 +411,8 @@ class NodeService:
         is won again (with its catch-up) and the anti-entropy round is listed again."""
         self.topology_version = version
         self.local_index = _local_index(self.placement)
-        self.mastered.clear()
-        self._ae_pairs = None
+        self.election.on_topology(version)
+        self.sync_round.reset()
         self._export.clear()
 
     async def write(self, ops: list[m.WriteOp]) -> list[m.WriteResult]:
@@ -546,7 +426,7 @@ class NodeService:
             if again:
                 for k in again:
                     pid = self.placement.tweet_partition(ops[k].id)[0]
-                    self._step_down(pid, self.mastered.get(pid, 0))
+                    self._step_down(pid, self.elected.get(pid, 0))
                 for k, r in zip(again, await self._write([ops[k] for k in again]), strict=True):
                     results[k] = r if r.code != StaleEpoch.code else m.WriteResult("error", code=Unavailable.code, message=r.message)
             return results
@@ -559,7 +439,7 @@ class NodeService:
 
         async def elect(pid: int, replicas: tuple[str, ...]) -> None:
             try:
-                epochs[pid] = await self.ensure_master(pid, replicas)
+                epochs[pid] = await self.ensure_elected(pid, replicas)
             except MurmurError as e:
                 failed[pid] = e
 
@@ -577,24 +457,25 @@ class NodeService:
         now = self.clock_ms()
         pending: list[tuple[int, Record]] = []
         fences: dict[int, int] = {}
-        for i, op in enumerate(ops):
-            if i % limits.YIELD_EVERY == limits.YIELD_EVERY - 1:
-                await trio.lowlevel.checkpoint()  # between ops: each op's check and apply stay together
-            pid = parts[i][0]
-            if pid in failed:
-                e = failed[pid]
-                results[i] = m.WriteResult("error", code=e.code, message=e.message, field=e.field)
-                continue
-            try:
-                rec, res = self._prepare(op, now, epochs[pid])
-            except MurmurError as e:
-                results[i] = m.WriteResult("error", code=e.code, message=e.message, field=e.field)
-                continue
-            results[i] = res
-            if rec is not None:
-                self._apply_one(rec, now)  # visible to the next op's checks before any await
-                pending.append((i, rec))
-                fences[pid] = epochs[pid]
+        for start in range(0, len(ops), limits.YIELD_EVERY):
+            async with self.lane:  # between chunks of ops: each op's check and apply stay together
+                for i in range(start, min(len(ops), start + limits.YIELD_EVERY)):
+                    op = ops[i]
+                    pid = parts[i][0]
+                    if pid in failed:
+                        e = failed[pid]
+                        results[i] = m.WriteResult("error", code=e.code, message=e.message, field=e.field)
+                        continue
+                    try:
+                        rec, res = prepare_write(self.shard, op, now, epochs[pid], self.versions, self.local_index)
+                    except MurmurError as e:
+                        results[i] = m.WriteResult("error", code=e.code, message=e.message, field=e.field)
+                        continue
+                    results[i] = res
+                    if rec is not None:
+                        self._apply_one(rec, now)  # visible to the next op's checks before any await
+                        pending.append((i, rec))
+                        fences[pid] = epochs[pid]
         unconfirmed = {
             parts[i][0] for i, r in enumerate(results) if r is not None and r.code in _DEFINITE
         }
@@ -780,19 +661,9 @@ class NodeService:
         for e in entries:
             self._driving[e.tweet_id] = ev
         try:
-            by_node: dict[str, list[tuple[int, Record]]] = {}
-            need: dict[int, tuple[tuple[str, ...], ...]] = {}
-            for k, e in enumerate(entries):
-                adds, rems = set(e.add), set(e.remove)
-                for node, terms in self.placement.terms_by_node(itertools.chain(e.add, e.remove)).items():
-                    op = PostingOps(
-                        e.tweet_id, e.version, tuple(t for t in terms if t in adds), tuple(t for t in terms if t in rems)
-                    )
-                    by_node.setdefault(node, []).append((k, op))
-                # acknowledgements are counted per distinct replica set, not per term
-                need[k] = tuple({reps for t in (*e.add, *e.remove) for reps in self.placement.term_write_sets(t)})
+            by_node, need = ob.plan_drive(entries, self.placement)
             acked_by = await self._fan_out(by_node, None, need)
-            done = [e for k, e in enumerate(entries) if acked_by_every(acked_by.get(k, set()), need[k], self.w)]
+            done = ob.done_entries(entries, acked_by, need, self.w)
             if done:
                 await self._finish(done)
             return {e.tweet_id for e in done}
@@ -803,17 +674,11 @@ class NodeService:
 
     async def _finish(self, done: list[OutboxEntry]) -> None:
         """Record OutboxDone here, durably, and tell the other replicas of each tweet (best effort)."""
-        recs = [OutboxDone(e.tweet_id, e.version) for e in done]
-        by_node: dict[str, list[tuple[int, Record]]] = {}
-        need: dict[int, tuple[tuple[str, ...], ...]] = {}
-        for k, r in enumerate(recs):
-            need[k] = sets = self.placement.tweet_write_sets(r.tweet_id)
-            for node in _union(sets):
-                by_node.setdefault(node, []).append((k, r))
+        by_node, need = ob.plan_done(done, self.placement)
         await self._fan_out(by_node, None, need)  # the write does not wait for a slow replica's copy of this
 
     async def outbox_loop(self) -> None:
-        """Finish index work left over (a crash mid-write, or W not reached then) for partitions mastered here."""
+        """Finish index work left over (a crash mid-write, or W not reached then) of partitions this node is acting for."""
         while True:
             await trio.sleep(limits.OUTBOX_SCAN_INTERVAL_S)
             await self.drive_pending()
@@ -825,30 +690,18 @@ class NodeService:
         its fence (the write path does the same: it drives only what W acknowledged). So every posting ever applied
         belongs to a version W replicas held in a live epoch, which any later master's catch-up brings back, and
         that master's removal set covers its words (issue 11 §0b: an unacknowledged edit's leftover work, driven
-        after a newer master's edit, left its words matching for good). The acting master (the first live replica)
-        wins the partition first when it must. A replica that still holds an entry after OUTBOX_REPLICA_GRACE_S
-        (it missed the OutboxDone, or the master that had the work died) hands it to the acting master, whose copy
-        merges it (node/shard.py) or, being newer, supersedes it."""
-        now = trio.current_time()
-        seen = self._outbox_seen
-        if len(seen) > 2 * len(self.shard.outbox) + 1000:
-            for i in [i for i in seen if i not in self.shard.outbox]:
-                del seen[i]
-        mine: dict[int, list[int]] = {}  # partition -> entries this node drives as its (acting) master
-        hand: dict[str, list[int]] = {}  # acting master -> entries this replica hands over
-        for i in itertools.islice(self.shard.outbox, limits.OUTBOX_BATCH_MAX * 4):
-            if i in self._driving or i in self._writing:
-                continue
-            acting = self.acting_master(i)
-            if acting == self.me:
-                mine.setdefault(self.placement.tweet_partition(i)[0], []).append(i)
-            elif acting is not None and now - seen.setdefault(i, now) >= limits.OUTBOX_REPLICA_GRACE_S:
-                seen[i] = now  # handed over again after another grace period if still here
-                hand.setdefault(acting, []).append(i)
+        after a newer master's edit, left its words matching for good). The acting node (the first live replica)
+        gets elected for the partition first when it must. A replica that still holds an entry after
+        OUTBOX_REPLICA_GRACE_S (it missed the OutboxDone, or the master that had the work died) hands it to the
+        acting node, whose copy merges it (node/shard.py) or, being newer, supersedes it."""
+        due = self.outbox.due(
+            self.shard.outbox, lambda i: i in self._driving or i in self._writing, self.acting_of,
+            lambda i: self.placement.tweet_partition(i)[0], trio.current_time(),
+        )
         done = 0
-        for pid, ids in itertools.islice(mine.items(), limits.OUTBOX_BATCH_MAX):
-            done += len(await self._drive_as_master(pid, ids[: limits.OUTBOX_BATCH_MAX]))
-        for node, ids in hand.items():
+        for pid, ids in due.mine.items():
+            done += len(await self._drive_as_elected(pid, ids))
+        for node, ids in due.hand.items():
             recs = self.shard.records_for(ids[: limits.APPLY_RECORDS_MAX])
             try:
                 assert self.peers is not None
@@ -856,14 +709,14 @@ class NodeService:
             except MurmurError as e:
                 log.info("outbox_handover_failed", to=node, entries=len(recs), error=e.code)
         if done:
-            log.info("outbox_driven", entries=sum(map(len, mine.values())), done=done)
+            log.info("outbox_driven", entries=sum(map(len, due.mine.values())), done=done)
         return done
 
-    async def _drive_as_master(self, pid: int, ids: list[int]) -> set[int]:
-        """Win (or hold) partition `pid`, replicate these tweets' records to W copies under its fence, then drive
-        their index work. -> ids done."""
+    async def _drive_as_elected(self, pid: int, ids: list[int]) -> set[int]:
+        """Get (or stay) elected for partition `pid`, replicate these tweets' records to W copies under its fence,
+        then drive their index work. -> ids done."""
         try:
-            epoch = await self.ensure_master(pid, self.placement.tweet_partition(ids[0])[1])
+            epoch = await self.ensure_elected(pid, self.placement.tweet_partition(ids[0])[1])
         except MurmurError as e:
             log.info("outbox_master_unavailable", partition=pid, error=e.code)
             return set()
@@ -885,26 +738,15 @@ class NodeService:
 
     async def anti_entropy_step(self) -> int:
         """Sync the next (partition, peer) pair of this node's round robin. -> keys exchanged."""
-        pairs = self._ae_pairs
-        if pairs is None:  # the ring of a process never changes: list its (partition, peer) pairs once
-            ring, n = self.placement.ring, self.placement.n
-            pairs = self._ae_pairs = [
-                (start, end, peer)
-                for start, end in ring.partitions()
-                if self.me in (replicas := ring.preference_list(end, n))
-                for peer in replicas
-                if peer != self.me
-            ]
-        for _ in range(len(pairs)):
-            start, end, peer = pairs[self._ae_cursor % len(pairs)]
-            self._ae_cursor += 1
-            if self.is_up(peer):
-                try:
-                    return await self.sync_with(peer, start, end)
-                except MurmurError as e:
-                    log.info("anti_entropy_failed", peer=peer, error=e.code)
-                    return 0
-        return 0
+        pair = self.sync_round.next_pair(self.placement.ring, self.placement.n, self.is_up)
+        if pair is None:
+            return 0
+        start, end, peer = pair
+        try:
+            return await self.sync_with(peer, start, end)
+        except MurmurError as e:
+            log.info("anti_entropy_failed", peer=peer, error=e.code)
+            return 0
 
     # ------------------------------------------------------------ topology changes
 
@@ -974,8 +816,9 @@ class NodeService:
                 raise MurmurError(f"{src} sent a postings page that does not advance")
             after = resp.next
 
-    def acting_master(self, tweet_id: int) -> str | None:
-        """The first replica of the tweet's partition that is up as this node sees it (where writes go)."""
+    def acting_of(self, tweet_id: int) -> str | None:
+        """The acting node of the tweet's partition: the first replica that is up as this node sees it (where
+        writes go; it gets elected when it is not)."""
         return next((n for n in self.placement.tweet(tweet_id)[1] if n == self.me or self.is_up(n)), None)
 
 

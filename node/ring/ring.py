@@ -2,7 +2,7 @@
 
 Keys are 64-bit mmh3 tokens: a term's postings live at `term_token(term)`, a tweet at `tweet_token(id)`.
 A partition is the token range (previous token, token]; its preference list is the first N distinct nodes met
-walking clockwise from it; the first is the partition's master. Never reads a clock, a socket or random state:
+walking clockwise from it; the first is the partition's preferred node. Never reads a clock, a socket or random state:
 the same inputs always give the same ring.
 
 Token allocation: plain hashing of 64 tokens per node leaves some node ~35% off its fair share at 50 nodes.
@@ -112,7 +112,7 @@ class Ring:
         return [(t[i - 1], t[i]) for i in range(len(t))]
 
     def shares(self) -> dict[str, float]:
-        """Each node's fraction of the ring it masters."""
+        """Each node's fraction of the ring it is the preferred node of."""
         out = dict.fromkeys(self.nodes, 0.0)
         t = self._tokens
         for i, owner in enumerate(self._owners):

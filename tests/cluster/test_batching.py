@@ -99,3 +99,35 @@ def test_a_leader_cancelled_mid_call_leaves_its_batch_unanswered_and_others_go_o
         assert master.calls == [[1], [2]] and out[2] is not None
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_call_without_an_answer_fails_the_writers_waiting_for_that_master_at_once() -> None:
+    """A paused master answers nothing: the writers queued behind the call that timed out must not each wait out
+    another call to it; they get no answer at once (their ops unsent), and their coordinators move on."""
+
+    class Silent:
+        def __init__(self) -> None:
+            self.calls: list[list[int]] = []
+
+        async def send(self, node: str, ops: list[m.WriteOp]) -> list[m.WriteResult] | None:
+            self.calls.append([o.id for o in ops])
+            await trio.sleep(2.0)  # the call's timeout
+            return None
+
+    async def main() -> None:
+        silent = Silent()
+        b = WriteBatcher(silent.send)
+        done_at: dict[int, float] = {}
+
+        async def write(i: int) -> None:
+            assert await b.submit("n3", [op(i)]) is None
+            done_at[i] = trio.current_time()
+
+        async with trio.open_nursery() as n:
+            for i in range(6):
+                n.start_soon(write, i)
+                await trio.sleep(0.01)
+        assert silent.calls == [[0]], "the writers queued behind the silent call were sent to it too"
+        assert max(done_at.values()) <= 2.0 + 1e-9, done_at
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

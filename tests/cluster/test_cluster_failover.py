@@ -64,7 +64,7 @@ def test_one_node_killed_leaves_writes_acknowledged_and_searches_exact(tmp_path:
             r = c.post("/tweets", json=body)
             assert r.status_code == 201, r.text
             model[r.json()["id"]] = doc_of(body, r.json())
-        orphans = [i for i in sorted(model) if placement.master_of_tweet(i) == "n5"]
+        orphans = [i for i in sorted(model) if placement.preferred_of_tweet(i) == "n5"]
         assert len(orphans) > 20
         for i in rng.sample(orphans, 10):
             patch = {"text": f"edited after the crash {i} failover"}

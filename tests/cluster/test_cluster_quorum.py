@@ -24,8 +24,8 @@ def test_w_and_r_with_nodes_down(tmp_path: Path) -> None:
         nodes[2].kill()
         wait_state([a, b], "n3", {"dead"})
         placement = Placement(Ring.build(["n1", "n2", "n3"], 16), 3)
-        alive_master = [i for i in range(600, 700) if placement.master_of_tweet(i) != "n3"][:20]
-        dead_master = next(i for i in range(800, 900) if placement.master_of_tweet(i) == "n3")
+        alive_master = [i for i in range(600, 700) if placement.preferred_of_tweet(i) != "n3"][:20]
+        dead_master = next(i for i in range(800, 900) if placement.preferred_of_tweet(i) == "n3")
         for k, i in enumerate(alive_master):
             r = b.post("/tweets", json={"id": i, "text": f"one down {k}", "user": "q"})
             assert r.status_code == 201, r.text
@@ -36,7 +36,7 @@ def test_w_and_r_with_nodes_down(tmp_path: Path) -> None:
                 body = client.get("/search", params={"q": q}).json()
                 assert len(body["statuses"]) == want and body["search_metadata"]["partial"] is False
         nodes[1].kill()
-        lonely = next(i for i in range(700, 800) if placement.master_of_tweet(i) == "n1")
+        lonely = next(i for i in range(700, 800) if placement.preferred_of_tweet(i) == "n1")
         r = a.post("/tweets", json={"id": lonely, "text": "two down lonely", "user": "q"})
         assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
         nodes[1].start()

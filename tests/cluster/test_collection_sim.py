@@ -53,8 +53,8 @@ async def anti_entropy_round(cl: MemCluster) -> int:
     for x in cl.names:
         svc = cl.services[x]
         moved += await svc.anti_entropy_step()
-        assert svc._ae_pairs is not None
-        for _ in range(len(svc._ae_pairs) - 1):
+        assert svc.sync_round.pairs is not None
+        for _ in range(len(svc.sync_round.pairs) - 1):
             moved += await svc.anti_entropy_step()
     return moved
 

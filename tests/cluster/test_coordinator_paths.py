@@ -244,3 +244,38 @@ def test_a_node_behind_adopts_the_newer_topology_a_peer_reports(tmp_path: Path) 
         assert msgspec.structs.asdict(cl.keepers["c"].topology) == msgspec.structs.asdict(t1)
 
     trio.run(main, clock=mock())
+
+
+# ---------------------------------------------------------------- where a write goes
+
+
+def _masters(cl: MemCluster, pid: int) -> set[str]:
+    return {x for x in cl.names if pid in cl.services[x].elected}
+
+
+def test_a_brief_suspicion_moves_no_mastership_and_a_long_one_routes_around() -> None:
+    """Every coordinator picks a write's master from the preference list and gossip alone, so that they agree:
+    a replica suspected for a moment (a node slow under load) keeps its partitions; one suspected for longer
+    than ROUTE_AROUND_SUSPECT_S (paused, cut off) is routed around before gossip declares it dead."""
+
+    async def main() -> None:
+        cl = MemCluster()
+        a = cl.coords["a"]
+        pid, reps = next(
+            (p, r) for p, r in (cl.placements["a"].tweet_partition(i) for i in range(1, 10_000)) if r[0] == "b"
+        )
+        ids = (i for i in range(1, 10**6) if cl.placements["a"].tweet_partition(i)[0] == pid)
+        await a.create_tweet(TweetIn(text="one", user="u", id=next(ids)))
+        assert _masters(cl, pid) == {"b"}
+        cl.peers["a"].set_state("b", "suspect")
+        await trio.sleep(limits.ROUTE_AROUND_SUSPECT_S / 2)
+        await a.create_tweet(TweetIn(text="two", user="u", id=next(ids)))
+        assert _masters(cl, pid) == {"b"}, "a brief suspicion moved the mastership"
+        await trio.sleep(limits.ROUTE_AROUND_SUSPECT_S)
+        await a.create_tweet(TweetIn(text="three", user="u", id=next(ids)))
+        assert reps[1] in _masters(cl, pid), "a long suspicion was not routed around"
+        cl.peers["a"].set_state("b", "alive")
+        await a.create_tweet(TweetIn(text="four", user="u", id=next(ids)))
+        assert "b" in _masters(cl, pid), "back to the preferred replica once it is alive"
+
+    trio.run(main, clock=mock())

@@ -31,9 +31,9 @@ def test_a_dead_masters_partition_takes_writes_after_catching_up() -> None:
         t = await coords["c"].patch_tweet(tid, TweetPatch(text="second words"))
         assert t.text == "second words"
         svc_b = net.services["b"]
-        assert pid in svc_b.mastered  # b took over ...
+        assert pid in svc_b.elected  # b took over ...
         assert svc_b.shard.tweets[tid].text == "second words"  # ... after pulling the tweet from c
-        assert t.version >> EPOCH_SHIFT == svc_b.mastered[pid] > 1
+        assert t.version >> EPOCH_SHIFT == svc_b.elected[pid] > 1
         net.down = set()
         for n in ("a", "b", "c"):
             assert (await coords[n].get_tweet(tid)).text == "second words"
@@ -47,21 +47,21 @@ def test_an_outvoted_master_cannot_acknowledge_and_steps_down() -> None:
         tid = _tweet_mastered_by(coords, "a", "b")
         pid = coords["a"].placement.tweet_partition(tid)[0]
         await coords["a"].create_tweet(TweetIn(text="v one", user="u", id=tid))
-        old_epoch = net.services["a"].mastered[pid]
+        old_epoch = net.services["a"].elected[pid]
         net.down = {"a"}  # a is cut off but keeps running, still believing it is master
         await coords["b"].patch_tweet(tid, TweetPatch(text="v two"))
-        assert net.services["b"].mastered[pid] > old_epoch
+        assert net.services["b"].elected[pid] > old_epoch
         net.down = set()
         # a writes in its old epoch: every replica refuses the fence, so nothing is acknowledged ...
         (res,) = await net.services["a"].write([m.PatchOp(tid, TweetPatch(text="stale master"))])
         assert res.status == "error" and res.code == "unavailable"
-        assert pid not in net.services["a"].mastered  # ... and a stepped down
+        assert pid not in net.services["a"].elected  # ... and a stepped down
         for n in ("b", "c"):
             assert net.services[n].shard.tweets[tid].text == "v two"
         # routed to a again, it wins a new election, catches up and writes above b's versions
         t = await coords["a"].patch_tweet(tid, TweetPatch(text="v three"))
-        assert net.services["a"].mastered[pid] > net.services["b"].shard.promised[pid] - 1
-        assert pid not in net.services["b"].mastered
+        assert net.services["a"].elected[pid] > net.services["b"].shard.promised[pid] - 1
+        assert pid not in net.services["b"].elected
         for n in ("a", "b", "c"):
             assert (await coords[n].get_tweet(tid)).text == "v three"
         assert t.version > net.services["b"].shard.tweets[tid].version - 1
@@ -181,7 +181,7 @@ def test_a_create_retried_at_another_master_keeps_its_words_indexed() -> None:
         tid = _tweet_mastered_by(coords, "a", "b")
         third = coords["a"].placement.tweet(tid)[1][2]
         pid = coords["a"].placement.tweet_partition(tid)[0]
-        await net.services["a"].ensure_master(pid, coords["a"].placement.tweet(tid)[1])
+        await net.services["a"].ensure_elected(pid, coords["a"].placement.tweet(tid)[1])
         net.down = {"b", third}
         try:
             await coords["a"].create_tweet(TweetIn(text="zqretried create words", user="u", id=tid))

@@ -62,4 +62,4 @@ def test_install_drops_cached_lookups() -> None:
         assert p.term_write_sets(t) == (NEW.preference_list(tok, N),)
         changed += p.term(t) != before[t]
     assert changed > 0
-    assert p.master_of_tweet(IDS[0]) == NEW.preference_list(tweet_token(IDS[0]), N)[0]
+    assert p.preferred_of_tweet(IDS[0]) == NEW.preference_list(tweet_token(IDS[0]), N)[0]

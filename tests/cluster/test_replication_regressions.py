@@ -48,25 +48,25 @@ def test_a_deposed_master_confirms_its_epoch_before_answering_not_found() -> Non
     async def main() -> None:
         cl = MemCluster()
         pl = cl.placements["a"]
-        mine = [i for i in range(1, 10_000) if pl.master_of_tweet(i) == "a"]
+        mine = [i for i in range(1, 10_000) if pl.preferred_of_tweet(i) == "a"]
         pid = pl.tweet_partition(mine[0])[0]
         warm, tid = [i for i in mine if pl.tweet_partition(i)[0] == pid][:2]  # two tweets of a partition a masters
         await cl.coords["a"].create_tweet(TweetIn(text="a masters this partition", user="u", id=warm))
-        epoch = cl.services["a"].mastered[pid]
+        epoch = cl.services["a"].elected[pid]
         cl.cut("a")
         await cl.coords["b"].create_tweet(TweetIn(text="written by the next master", user="u", id=tid))
-        nxt = next(x for x in ("b", "c") if pid in cl.services[x].mastered)
-        assert cl.services[nxt].mastered[pid] > epoch  # the next replica won a newer epoch (promises from b, c)
+        nxt = next(x for x in ("b", "c") if pid in cl.services[x].elected)
+        assert cl.services[nxt].elected[pid] > epoch  # the next replica won a newer epoch (promises from b, c)
         cl.heal()
         # the trigger: a still believes it masters the partition, and its copy lacks the tweet
-        assert cl.services["a"].mastered.get(pid) == epoch and tid not in cl.services["a"].shard.tweets
+        assert cl.services["a"].elected.get(pid) == epoch and tid not in cl.services["a"].shard.tweets
         # a's own copy says "not found": confirmed with W replicas first, refused (a newer epoch was promised),
         # so a steps down instead of answering 404, and the coordinator's retry (issue 11 §1) wins the partition
         # again, catches up and edits the tweet: the client sees the edit, never a wrong 404
-        newer = cl.services[nxt].mastered[pid]
+        newer = cl.services[nxt].elected[pid]
         edited = await cl.coords["a"].patch_tweet(tid, TweetPatch(text="edited"))
         assert edited.text == "edited"
-        assert cl.services["a"].mastered.get(pid, newer + 1) > newer  # re-won above the newer master, or not at all
+        assert cl.services["a"].elected.get(pid, newer + 1) > newer  # re-won above the newer master, or not at all
         for x in cl.names:
             assert (await cl.coords[x].get_tweet(tid)).text == "edited"
 

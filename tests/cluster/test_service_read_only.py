@@ -17,7 +17,7 @@ from tests.cluster.test_service_sim import cluster, ids_for
 
 
 def _tid_mastered_by(coords: dict, node: str) -> int:  # type: ignore[type-arg]
-    return next(i for i in range(1, 10_000) if coords[node].placement.master_of_tweet(i) == node)
+    return next(i for i in range(1, 10_000) if coords[node].placement.preferred_of_tweet(i) == node)
 
 
 def test_a_read_only_replica_refuses_apply_and_promise_and_changes_nothing() -> None:
@@ -59,7 +59,7 @@ def test_writes_go_around_a_read_only_master_and_its_reads_are_served() -> None:
         # Through the read-only node and through another one: its write is refused, the next replica takes the
         # partition (W = 2 of b and c can persist) and the write is acknowledged.
         for coord, new_id in ((coords["a"], tid + 100_000), (coords["b"], tid + 200_000)):
-            new = next(i for i in range(new_id, new_id + 10_000) if coord.placement.master_of_tweet(i) == "a")
+            new = next(i for i in range(new_id, new_id + 10_000) if coord.placement.preferred_of_tweet(i) == "a")
             got = await coord.create_tweet(TweetIn(text="written while a is read only", user="u", id=new))
             assert got.created
         assert len(a.shard.tweets) == tweets_before  # nothing reached the read-only node's memory

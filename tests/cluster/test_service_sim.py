@@ -69,10 +69,8 @@ def cluster(
     for i, n in enumerate(names):
         logs[n] = MemLog()
         svc = NodeService(
-            n, (shards or {}).get(n) or Shard(), logs[n], placement, 2, lambda: 1_700_000_000_000
+            n, (shards or {}).get(n) or Shard(), logs[n], placement, 2, lambda: 1_700_000_000_000, peers=net.caller(n)
         )
-        svc.peers = net.caller(n)
-        svc.is_up = svc.peers.is_up
         net.services[n] = svc
         coords[n] = ClusterCoordinator(
             n,
@@ -114,7 +112,7 @@ FOUR = ["a", "b", "c", "d"]  # more nodes than N: the postings go through the ou
 def test_w_unreachable_is_503_and_a_retry_finishes_the_write(names: list[str]) -> None:
     async def main() -> None:
         net, coords, _ = cluster(names=names)
-        tid = next(i for i in range(1, 10_000) if coords["a"].placement.master_of_tweet(i) == "a")
+        tid = next(i for i in range(1, 10_000) if coords["a"].placement.preferred_of_tweet(i) == "a")
         others = set(coords["a"].placement.tweet(tid)[1]) - {"a"}
         net.down = others
         # No election can be won alone: refused before anything is stored.
@@ -123,7 +121,7 @@ def test_w_unreachable_is_503_and_a_retry_finishes_the_write(names: list[str]) -
         assert tid not in net.services["a"].shard.tweets
         net.down = set()
         pid = coords["a"].placement.tweet_partition(tid)[0]
-        await net.services["a"].ensure_master(pid, coords["a"].placement.tweet(tid)[1])
+        await net.services["a"].ensure_elected(pid, coords["a"].placement.tweet(tid)[1])
         net.down = others  # a master already elected stores locally, then misses W
         with pytest.raises(Unavailable):
             await coords["a"].create_tweet(TweetIn(text="lonely tweet", user="u", id=tid))
@@ -144,7 +142,7 @@ def test_w_unreachable_is_503_and_a_retry_finishes_the_write(names: list[str]) -
 def test_interrupted_indexing_is_completed_by_the_master_after_a_restart() -> None:
     async def main() -> None:
         net, coords, logs = cluster(names=FOUR)
-        tid = next(i for i in range(1, 10_000) if coords["a"].placement.master_of_tweet(i) == "a")
+        tid = next(i for i in range(1, 10_000) if coords["a"].placement.preferred_of_tweet(i) == "a")
         second = coords["a"].placement.tweet(tid)[1][1]
         tweet = (await coords["a"].create_tweet(TweetIn(text="first words", user="u", id=tid))).tweet
         # The master crashes after its tweet partition stored an edit but before any term partition saw it:

@@ -2,7 +2,7 @@
 run under MockClock, joined by a network that delays, drops (before delivery, or after: a lost reply), partitions,
 and crashes nodes (in-flight work dies; a restart rebuilds the Shard from the node's durable log alone). Every
 random choice comes from one seeded random.Random, so a run replays from its seed. Test code: never imported
-by `node`, and it never changes the code under test - it only observes it (mastered, promises, the logs).
+by `node`, and it never changes the code under test - it only observes it (who is elected, promises, the logs).
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ class Stats:
     escaped: dict[str, int] = field(default_factory=dict)
 
 
-class MasteredDict(dict[int, int]):
-    """NodeService.mastered with a hook on every (partition, epoch) a node starts to master."""
+class ElectedDict(dict[int, int]):
+    """ElectionCore.elected (NodeService.elected) with a hook on every (partition, epoch) a node starts to master."""
 
     def __init__(self, on_set: Callable[[int, int], None]) -> None:
         super().__init__()
@@ -147,7 +147,7 @@ class SimNet:
         self.writes_in_flight = 0
         self.root: trio.Nursery | None = None
         # hooks the scenario sets: a node started mastering (node, service, pid, epoch); a node promised
-        self.on_mastered: Callable[[str, NodeService, int, int], None] = lambda *_: None
+        self.on_elected: Callable[[str, NodeService, int, int], None] = lambda *_: None
         self.promised_at: dict[tuple[str, int, int], float] = {}
 
     # ------------------------------------------------------------ trace
@@ -187,11 +187,10 @@ class SimNet:
         shard = TracingShard(promised)
         for payload in node.log:
             shard.apply(decode_record(payload))
-        svc = NodeService(name, shard, SimLog(self, node, node.lives), self.placement, self.w, self.clock_ms)
-        svc.mastered = MasteredDict(lambda pid, epoch: self._mastered(name, svc, pid, epoch))
         caller = Caller(self, name)
-        svc.peers = caller
-        svc.is_up = caller.is_up
+        svc = NodeService(name, shard, SimLog(self, node, node.lives), self.placement, self.w, self.clock_ms,
+                          peers=caller)
+        svc.election.elected = ElectedDict(lambda pid, epoch: self._elected(name, svc, pid, epoch))
         send, recv = trio.open_memory_channel[tuple[str, list[Record]]](limits.REPAIRS_IN_FLIGHT_MAX)
         coord = ClusterCoordinator(
             name, self.placement, self.r, caller, SnowflakeGenerator(self.names.index(name) + 1), self.clock_ms,
@@ -246,10 +245,10 @@ class SimNet:
     def clock_ms(self) -> int:
         return BASE_MS + int(trio.current_time() * 1000)
 
-    def _mastered(self, name: str, svc: NodeService, pid: int, epoch: int) -> None:
+    def _elected(self, name: str, svc: NodeService, pid: int, epoch: int) -> None:
         self.stats.elections += 1
-        self.note("mastered", node=name, pid=pid, epoch=epoch)
-        self.on_mastered(name, svc, pid, epoch)
+        self.note("elected", node=name, pid=pid, epoch=epoch)
+        self.on_elected(name, svc, pid, epoch)
 
     # ------------------------------------------------------------ gossip views
 
