@@ -13,7 +13,9 @@ Rules:
    for a generated id only with the same created_at, i.e. the coordinator's own retry). Other content under
    that id: Conflict, or id_taken for a generated id.
 4. Patch and delete need a live tweet (NotFound, or Deleted for a tombstone). A patch that changes nothing sends
-   the copy held again ("ok"), which heals a replica that missed it; it stamps no version.
+   the copy held again ("ok"), which heals a replica that missed it; it stamps no version. 4b. A delete of a
+   tombstone sends the tombstone again and answers Deleted only with it on W copies: the tombstone may be the
+   unacknowledged work of an earlier try of the same delete, which its coordinator then counts as done.
 5. Index work: with local indexing the record carries none (every replica indexes from its own copies);
    otherwise it carries the terms of the new version to add and those of the old version to remove.
 """
@@ -77,6 +79,12 @@ def prepare_write(
     old = sh.tweets.get(op.id)
     if old is None:
         if op.id in sh.tombstones:
+            if isinstance(op, m.DeleteOp):
+                # Rule 4b: the tombstone may be here only (an earlier try of this delete that did not reach W:
+                # its coordinator retries, and takes `deleted` after such a try as done). Sent again, like a
+                # create's retry, so that the answer holds only once W copies have it.
+                (held,) = sh.records_for([op.id])
+                return held, m.WriteResult("error", code=Deleted.code, message=f"tweet {op.id} was deleted", field="id")
             raise Deleted(f"no tweet with id {op.id}: it was deleted", "id")
         raise NotFound(f"no tweet with id {op.id}", "id")
     if isinstance(op, m.DeleteOp):
