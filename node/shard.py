@@ -131,6 +131,20 @@ def range_buckets(start: int, end: int) -> list[tuple[int, bool]]:
     return out
 
 
+def _bucket_masks(ranges: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Digest buckets per (start, end] range: (wholly inside some range, cut by some range), as boolean masks;
+    a bucket can be both (callers decide which wins)."""
+    whole = np.zeros(BUCKETS, dtype=bool)
+    cut = np.zeros(BUCKETS, dtype=bool)
+    for start, end in ranges:
+        for b, partial in range_buckets(start, end):
+            if partial:
+                cut[b] = True
+            else:
+                whole[b] = True
+    return whole, cut
+
+
 class _TokenSet:
     """Ring tokens in a set of (start, end] ranges, by bisection over their non-wrapping spans."""
 
@@ -411,14 +425,7 @@ class Shard:
     def drop_tweets_outside(self, ranges: list[tuple[int, int]]) -> tuple[int, int, int]:
         """Cleanup: forget every tweet and tombstone whose ring token lies in none of these (start, end] ranges,
         and their outbox entries. -> (tweets, tombstones, outbox entries) dropped."""
-        whole = np.zeros(BUCKETS, dtype=bool)
-        cut = np.zeros(BUCKETS, dtype=bool)
-        for start, end in ranges:
-            for b, partial in range_buckets(start, end):
-                if partial:
-                    cut[b] = True
-                else:
-                    whole[b] = True
+        whole, cut = _bucket_masks(ranges)
         cut &= ~whole
         out = self.store.ids_in_buckets(~(whole | cut)).tolist()
         inside = _TokenSet(ranges)
@@ -522,14 +529,7 @@ class Shard:
         a bucket a range cuts are placed by their own token."""
         if ranges is None:
             return self.store.hashtag_counts(lo_ms, hi_ms)
-        whole = np.zeros(BUCKETS, dtype=bool)
-        cut = np.zeros(BUCKETS, dtype=bool)
-        for start, end in ranges:
-            for b, partial in range_buckets(start, end):
-                if partial:
-                    cut[b] = True
-                else:
-                    whole[b] = True
+        whole, cut = _bucket_masks(ranges)
         whole &= ~cut
         out = self.store.hashtag_counts(lo_ms, hi_ms, whole)
         if cut.any():
