@@ -60,6 +60,7 @@ JOIN_ATTEMPTS_MAX = 60  # a join retries (another change in progress, a member d
 JOIN_RETRY_S = 5.0
 HINT_REPLAY_INTERVAL_S = 1.0  # how often hints for peers that are up again are replayed
 CLEANUP_WAIT_S = 20.0  # POST /admin/cleanup answers with the result when done by then (else 202: still running)
+DRAIN_S = 5.0  # a stopping node waits this long for the HTTP requests under way (new ones get 503 meanwhile)
 
 
 def wall_ms() -> int:
@@ -262,7 +263,9 @@ async def run_node(
 class _Front:
     """The node's HTTP handler from the moment its port opens: while it recovers, /health answers 503
     {"status": "starting", "phase", "done", "total"} (what `murmur up` waits on while it moves) and every
-    other request 503; once the node serves, everything goes to the API (`target`)."""
+    other request 503; once the node serves, everything goes to the API (`target`). On the way out (`drain`)
+    new requests get 503 "stopping" while those under way finish, before the node's peer connections close: a
+    request is answered whole or refused, never answered from a node that can no longer reach its peers."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -271,14 +274,35 @@ class _Front:
         self.total = 0
         self.target: Any = None
         self.tls: Any = None
+        self.stopping = False
+        self._inflight = 0
+        self._idle = trio.Event()
 
     async def handle(self, req: Request) -> Response:
-        if self.target is not None:
-            return await self.target(req)  # type: ignore[no-any-return]
+        target = None if self.stopping else self.target
+        if target is not None:
+            self._inflight += 1
+            try:
+                return await target(req)  # type: ignore[no-any-return]
+            finally:
+                self._inflight -= 1
+                if not self._inflight:
+                    self._idle.set()
+        status = "stopping" if self.stopping else "starting"
         if req.path == "/health":
-            body = {"status": "starting", "node": self.name, "phase": self.phase, "done": self.done, "total": self.total}
+            body = {"status": status, "node": self.name, "phase": self.phase, "done": self.done, "total": self.total}
             return Response(503, msgspec.json.encode(body), "application/json", [("retry-after", "1")])
+        if self.stopping:
+            return error_response(Unavailable(f"{self.name} is stopping; send the request to another node"))
         return error_response(Unavailable(f"{self.name} is starting ({self.phase}); retry"))
+
+    async def drain(self, timeout_s: float = DRAIN_S) -> None:
+        """Refuse new requests (503) and wait up to timeout_s for those under way to be answered."""
+        self.stopping, self.phase = True, "stopping"
+        with trio.move_on_after(timeout_s):
+            while self._inflight:
+                self._idle = trio.Event()
+                await self._idle.wait()
 
 
 def _replay(shard: Shard, records: list[tuple[int, bytes]], front: _Front) -> None:
@@ -422,7 +446,7 @@ async def _serve(
             )
 
         async with trio.open_nursery() as nursery:
-            leave = partial(_leave, keeper, n_rep, nursery.cancel_scope, node_dir)
+            leave = partial(_leave, keeper, n_rep, nursery.cancel_scope, node_dir, front)
             handler = make_handler(
                 coord,
                 metrics,
@@ -449,7 +473,7 @@ async def _serve(
             nursery.start_soon(
                 partial(hint_replay_loop, hints, peers.is_up, send_hints, HINT_REPLAY_INTERVAL_S)
             )
-            nursery.start_soon(_stop_on_signal, nursery.cancel_scope, name)
+            nursery.start_soon(_stop_on_signal, nursery.cancel_scope, name, front)
             if target is not None:
                 if target.role(name) == "joining":
                     nursery.start_soon(_join, keeper, target, cfg, name)
@@ -458,6 +482,7 @@ async def _serve(
             scheme = "https" if tls is not None else "http"
             log.info("serving", node=name, url=f"{scheme}://{me.host}:{port}", rpc=f"{me.host}:{me.gossip_port}")
             task_status.started(port)
+        front.stopping = True  # however the node stops: its peer connections are closed from here on
         with trio.CancelScope(shield=True):
             await snap.take("graceful stop")
         log.info("stopped", node=name)
@@ -505,14 +530,16 @@ async def _join(keeper: rb.Keeper, target: Topology, cfg: Config, name: str) -> 
     log.error("join_gave_up", node=name, attempts=JOIN_ATTEMPTS_MAX)
 
 
-async def _leave(keeper: rb.Keeper, n: int, scope: trio.CancelScope, node_dir: Path) -> None:
+async def _leave(keeper: rb.Keeper, n: int, scope: trio.CancelScope, node_dir: Path, front: _Front) -> None:
     """Decommission this node: move its ranges to the others, settle the ring without it, mark its data dir
-    so that it never rejoins by accident, then stop the process (gossip says Left on the way out)."""
+    so that it never rejoins by accident, then stop the process (requests under way answered first; gossip says
+    Left on the way out)."""
     t = keeper.topology
     target = t if t.moving and t.change == f"leave {keeper.me}" else tp.begin_leave(t, keeper.me, n)
     await keeper.run(target)
     await trio.to_thread.run_sync(mark_decommissioned, node_dir, keeper.topology.version)
     log.info("decommissioned", node=keeper.me, version=keeper.topology.version)
+    await front.drain()
     scope.cancel()
 
 
@@ -527,10 +554,11 @@ def mark_decommissioned(node_dir: Path, version: int) -> None:
     fsync_dir(node_dir)
 
 
-async def _stop_on_signal(scope: trio.CancelScope, name: str) -> None:
+async def _stop_on_signal(scope: trio.CancelScope, name: str, front: _Front) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for sig in signals:
             log.info("stopping", node=name, signal=signal.Signals(sig).name)
+            await front.drain()  # a second signal meanwhile is not needed: the drain is bounded
             scope.cancel()
             return
 

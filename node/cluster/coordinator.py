@@ -319,6 +319,9 @@ class ClusterCoordinator:
             cur = SearchCursor(q, need, req.max_id, req.since_id, self.r, plan, holders)
         out = await drive(cur, self._run)
         self._send_repairs(cur.repairs)
+        if out.partial:  # why, for whoever reads the log (the answer says only `partial`)
+            log.info("search_partial", plan=cur.plan, why=cur.why or ["rounds or the deadline ran out"],
+                     stages=out.stages)
         if req.render and req.result_type == "recent" and out.hits is not None:
             page_hits = out.hits[: req.count]
             nxt = page_hits[-1][0] - 1 if len(out.hits) > req.count and page_hits[-1][0] > 1 else None

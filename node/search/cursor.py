@@ -235,6 +235,7 @@ class SearchCursor:
         self.lo = 0 if since_id is None else since_id
         self.nodes = list(nodes)
         self.partial = False
+        self.why: list[str] = []  # what made it partial (the first few): for the coordinator's log
         self.verify = q.needs_tweet() or unsure
         self._check: Callable[[Tweet], bool] | None = None  # built on first use: most searches check nothing
         self.hits: list[tuple[int, int]] = []
@@ -289,6 +290,7 @@ class SearchCursor:
                 return done
             # fewer than R holders answered: start over, term by term
             self.plan, self.partial, self.verify = "terms", False, self.q.needs_tweet()
+            self.why = []
             self.hits, self.tweets = [], {}
         return (yield from self._terms())
 
@@ -312,7 +314,8 @@ class SearchCursor:
                     if res.repair_peer and peer is not None:
                         self.repairs.append(Repair(peer, [], res.repair_peer))
                 elif peer is None:
-                    self.partial = self.partial or self.r > 1  # no second copy answered: our own answer only
+                    if self.r > 1:  # no second copy answered: our own answer only
+                        self._short("local: no peer's digest")
                     res = alone(mine, exhausted)
                 else:
                     peers.pop(0)  # failed: the next one, this round and the next
@@ -430,6 +433,11 @@ class SearchCursor:
                 return True
         return False
 
+    def _short(self, why: str) -> None:
+        self.partial = True
+        if len(self.why) < 4:
+            self.why.append(why)
+
     def _checker(self) -> Callable[[Tweet], bool]:
         if self._check is None:
             self._check = phrase_checker(self.q)  # exactly node.query.match.matches(q, .), faster on phrases
@@ -442,7 +450,8 @@ class SearchCursor:
         for nd, recs in repairs.items():
             self.repairs.append(Repair(nd, recs))
         if any(len(ans.copies.get(i, ())) < self.r for i in want):
-            self.partial = True  # fewer than R copies: the one that answered may be stale, or miss the tweet
+            # fewer than R copies: the one that answered may be stale, or miss the tweet
+            self._short(f"hydrate: {sum(len(ans.copies.get(i, ())) < self.r for i in want)} of {len(want)} ids short of R")
         return best
 
     # ------------------------------------------------------------ the terms plan's fetches
@@ -460,7 +469,7 @@ class SearchCursor:
         for t in terms:
             got = ans.replies.get(t) or []
             if len(got) < self.r:
-                self.partial = True
+                self._short(f"window {t!r}: {len(got)} of R={self.r} replicas")
             s = st[t]
             if not got:  # no replica answered: nothing known, nothing more to learn this time
                 s.exhausted, s.floor = True, lo + 1
@@ -494,7 +503,7 @@ class SearchCursor:
             for t in ask:
                 got = ans.replies.get(t) or []
                 if len(got) < self.r:
-                    self.partial = True
+                    self._short(f"probe {t!r}: {len(got)} of R={self.r} replicas")
                 if got:
                     copies = [set(p) for p, _u in got]
                     known[t] = set().union(*copies)

@@ -66,7 +66,7 @@ class Writer:
         k = 0
         while not self.stop.is_set():
             c = clients[k % len(clients)]
-            body = {"text": f"{self.tag} zqmoving zqring{k}", "user": "mover"}
+            body = {"text": f"{self.tag} zqmoving zqring{self.tag}{k}", "user": "mover"}  # the last word: one tweet only
             k += 1
             try:
                 r = c.post("/tweets", json=body)
@@ -106,7 +106,7 @@ class Writer:
         every node against the model so resolved."""
         assert self.wrong == [], self.wrong[:5]
         for body in self.unsure_creates:
-            word = str(body["text"]).split()[-1]  # zqring<k>: one tweet at most carries it
+            word = str(body["text"]).split()[-1]  # zqring<tag><k>: one tweet at most carries it
             hits = search(c, word)["statuses"]
             assert len(hits) <= 1, (word, hits)
             if hits:
@@ -129,7 +129,7 @@ class Writer:
 class Searcher:
     """Runs fixed searches through every node while the ring moves; their answers must never change (the
     writers' tweets use words of their own). Every answer that is not a complete 200 is kept in `failed`, except
-    a broken or refused connection to `leaver` (it stops once it has left: it may close one mid-request)."""
+    a broken or refused connection to `leaver`, or its 503 "stopping" (it stops once it has left)."""
 
     def __init__(self, urls: list[str], want: dict[str, list[int]], leaver: str | None = None) -> None:
         self.urls, self.want, self.leaver = urls, want, leaver
@@ -155,6 +155,9 @@ class Searcher:
                     self.leaver_gone += 1
                 else:
                     self.failed.append((url, q, repr(e)))
+                continue
+            if url == self.leaver and r.status_code == 503 and "is stopping" in r.text:
+                self.leaver_gone += 1  # it refuses new requests once it has left (it answers those under way)
                 continue
             if r.status_code != 200 or r.json()["search_metadata"]["partial"]:
                 self.failed.append((url, q, f"{r.status_code} {r.text[:200]}"))
