@@ -19,6 +19,18 @@ out-bid any rumour about itself.
   Tell the accused: a Ping from a member we hold DEAD or LEFT is answered with that accusation first in the Ack's
                     piggyback: a node evicted by a forged or replayed rumour hears it at its next probe of any of us
                     and refutes, so it is out for about one probe period, not until the next full-state exchange.
+  Tell the suspect: a Ping to a member we hold SUSPECT carries that Suspect first, and a Ping that accuses its
+                    target is answered with the target's Alive at its incarnation (raised by the refutation, or
+                    already above the stale rumour): a suspicion ends at our next probe of the suspect, even when
+                    its gossip (or the refutation's) was spent while the two could not talk.
+  Resync on return: a node that refutes its own death (Dead or Left about itself) was out of the gossip while it
+                    was held dead, so its view of the others is stale too: it runs a full-state exchange at once
+                    with the node that told it (at most one per probe_interval_s).
+  Probe the rumour: a member that becomes SUSPECT on another's word is the next one we probe: it hears the
+                    suspicion and refutes, or our failed probe confirms it.
+  Reconnect:        every probe_interval_s, a full-state exchange with one member dead for less than
+                    gossip_to_dead_s (round robin): a node paused or cut off that is back meets us within about a
+                    second, even when it holds us all dead and probes no one. One member in flight per period.
   Remote full state (PushPull) is merged entry by entry through the same rules, except that a remote SUSPECT or
   DEAD is taken as a Suspect from the sender (we do not trust another node's timer), as memberlist does.
   Every accepted change is queued for gossip; ignored ones are not. A state never moves backwards at one
@@ -155,6 +167,10 @@ class Membership:
         self._probe_at = now + rng.random() * config.probe_interval_s
         self._gossip_at = now + rng.random() * config.gossip_interval_s
         self._push_pull_at = now + rng.random() * config.push_pull_interval_s
+        self._reconnect_at = now + config.probe_interval_s
+        self._reconnect_i = 0
+        self._evicted = False  # set by a refutation of our own death: resync with whoever told us (on_message)
+        self._resync_at = now  # no resync before this (bounded: one per probe_interval_s)
         self.queue.queue(m.Alive(name, 0, addr))
 
     # -- the shell's API --
@@ -200,7 +216,7 @@ class Membership:
     def next_deadline(self) -> float:
         d = self._push_pull_at if not self.left else float("inf")
         if not self.left:
-            d = min(d, self._probe_at)
+            d = min(d, self._probe_at, self._reconnect_at)
             if self._probe is not None and not self._probe.acked and not self._probe.indirect_sent:
                 d = min(d, self._probe.timeout_at)
         if len(self.queue):
@@ -224,6 +240,8 @@ class Membership:
             self._maybe_expire_suspicions(now)
             if now >= self._push_pull_at:
                 self._maybe_push_pull(now, out)
+            if now >= self._reconnect_at:
+                self._maybe_reconnect(now, out)
         if now >= self._gossip_at:
             self._maybe_gossip(now, out)
         return out
@@ -236,7 +254,10 @@ class Membership:
                 if msg.target != self.name:
                     return out  # meant for whoever had this address before us
                 self._merge(msg.piggyback, now)
-                ack = self._with_piggyback(lambda p: m.Ack(msg.seq, self.name, p), self._accusation(msg.src))
+                first = self._accusation(msg.src)
+                if any(u.node == self.name and not isinstance(u, m.Alive) for u in msg.piggyback):
+                    first += (m.Alive(self.name, self.incarnation, self.addr),)  # refuted now, or already: say so
+                ack = self._with_piggyback(lambda p: m.Ack(msg.seq, self.name, p), first)
                 out.append(Outgoing(sender, ack))
             case m.Ack():
                 self._merge(msg.piggyback, now)
@@ -255,8 +276,14 @@ class Membership:
                 self._merge(msg.piggyback, now)
             case m.PushPull():
                 self._merge_state(msg, now)
+                self._evicted = False  # a full state is what a resync would bring
                 if not msg.reply:
                     out.append(Outgoing(sender, self._push_pull(reply=True)))
+        if self._evicted:
+            self._evicted = False
+            if now >= self._resync_at:
+                self._resync_at = now + self.cfg.probe_interval_s
+                out.append(Outgoing(sender, self._push_pull(reply=False)))
         return out
 
     # -- transitions: the rules of the header, nowhere else --
@@ -314,11 +341,13 @@ class Membership:
             u.src, cfg.suspicion_k(n), cfg.suspicion_min_s(n), cfg.suspicion_max_s(n), now
         )
         self.queue.queue(u)
+        if u.src != self.name and u.node not in self._order[self._order_i : self._order_i + 1]:
+            self._order.insert(self._order_i, u.node)  # heard, not seen: probed next (it refutes, or we confirm)
 
     def on_dead(self, u: m.Dead, now: float) -> None:
         if u.node == self.name:
             if u.incarnation >= self.incarnation:
-                self._refute(u.incarnation, now)
+                self._refute(u.incarnation, now, evicted=True)
             return
         mb = self._members.get(u.node)
         if mb is None or (u.incarnation, State.DEAD) <= (mb.incarnation, mb.state):
@@ -329,7 +358,7 @@ class Membership:
     def on_left(self, u: m.Left, now: float) -> None:
         if u.node == self.name:
             if u.incarnation >= self.incarnation:
-                self._refute(u.incarnation, now)
+                self._refute(u.incarnation, now, evicted=True)
             return
         mb = self._members.get(u.node)
         if mb is None or (u.incarnation, State.LEFT) <= (mb.incarnation, mb.state):
@@ -337,9 +366,10 @@ class Membership:
         self._become(mb, State.LEFT, u.incarnation, now)
         self.queue.queue(u)
 
-    def _refute(self, accused: int, now: float) -> None:
+    def _refute(self, accused: int, now: float, evicted: bool = False) -> None:
         if self.left:
             return  # we are going: let the rumour stand
+        self._evicted = self._evicted or evicted
         self.incarnation = min(max(self.incarnation, accused) + 1, m.INCARNATION_MAX)
         me = self._members[self.name]
         me.incarnation = self.incarnation
@@ -391,7 +421,8 @@ class Membership:
         self._seq += 1
         self._probe = _Probe(target.name, self._seq, now + self.awareness.scale(self.cfg.probe_timeout_s))
         seq, name = self._seq, target.name
-        out.append(Outgoing(target.addr, self._with_piggyback(lambda p: m.Ping(seq, self.name, name, p))))
+        first = (m.Suspect(name, target.incarnation, self.name),) if target.state == State.SUSPECT else ()
+        out.append(Outgoing(target.addr, self._with_piggyback(lambda p: m.Ping(seq, self.name, name, p), first)))
 
     def _next_probe_target(self) -> _Member | None:
         for _ in range(2 * len(self._live) + 2):  # bounded: a fresh order holds only live names
@@ -490,6 +521,17 @@ class Membership:
                 out.append(Outgoing(self._members[self.rng.choice(names)].addr, pp))
         if not self._live and self._seeds:  # alone (a join that never got through): try a seed again
             out.append(Outgoing(self.rng.choice(self._seeds), pp))
+
+    def _maybe_reconnect(self, now: float, out: list[Outgoing]) -> None:
+        self._reconnect_at = now + self.cfg.probe_interval_s
+        recent = [
+            n for n in self._gone.items
+            if self._members[n].state == State.DEAD and now - self._members[n].since <= self.cfg.gossip_to_dead_s
+        ]
+        if recent:
+            self._reconnect_i += 1
+            name = sorted(recent)[self._reconnect_i % len(recent)]
+            out.append(Outgoing(self._members[name].addr, self._push_pull(reply=False)))
 
     def _maybe_reap(self, now: float) -> None:
         for name in [n for n in self._gone.items if self._members[n].since + self.cfg.dead_keep_s <= now]:

@@ -221,3 +221,58 @@ def test_the_view_is_the_maximum_of_everything_heard(seq: list[m.Update]) -> Non
             model = max(model, heard)
         v = c.member("x")
         assert (None if v is None else (v.incarnation, v.state)) == model
+
+
+# -- coming back after a cut longer than detection (swim.py: tell the suspect, resync, probe the rumour, reconnect)
+
+
+def test_a_ping_to_a_suspect_carries_the_suspicion_and_the_ack_carries_the_refutation() -> None:
+    a, b = core("a", ("b",)), core("b", ("a",))
+    a.on_message(m.Gossip("x", [m.Suspect("b", 0, "x")]), "x:1", 1.0)  # hearsay: b never heard it
+    _t, ping = first_probe(a)
+    assert isinstance(ping.msg, m.Ping) and ping.msg.target == "b"
+    assert ping.msg.piggyback[0] == m.Suspect("b", 0, "a")
+    (ack,) = b.on_message(ping.msg, "a:1", 2.0)
+    assert b.incarnation == 1 and m.Alive("b", 1, "b:1") in ack.msg.piggyback
+    a.on_message(ack.msg, "b:1", 2.0)
+    assert a.member("b").state == State.ALIVE and a.member("b").incarnation == 1
+
+
+def test_a_stale_accusation_is_answered_with_the_current_alive() -> None:
+    b = core("b", ("a",))
+    b.on_message(m.Gossip("x", [m.Suspect("b", 0, "x")]), "x:1", 1.0)
+    run_to(b, 30.0, ack=True)  # the refutation's own gossip is spent
+    assert b.incarnation == 1 and not len(b.queue)
+    (ack,) = b.on_message(m.Ping(7, "a", "b", [m.Suspect("b", 0, "a")]), "a:1", 31.0)  # a still holds b suspect at 0
+    assert ack.msg.piggyback[:1] == [m.Alive("b", 1, "b:1")]
+
+
+def test_refuting_its_own_death_resyncs_with_the_teller_at_once_and_at_most_once_a_period() -> None:
+    b = core("b", ("a", "c"))
+    out = b.on_message(m.Ack(1, "a", [m.Dead("b", 0, "a")]), "a:1", 5.0)
+    assert [o.addr for o in sent(out, m.PushPull)] == ["a:1"] and not out[0].msg.reply
+    out = b.on_message(m.Ack(2, "c", [m.Dead("b", 1, "c")]), "c:1", 5.5)
+    assert not sent(out, m.PushPull)  # within probe_interval_s of the last one
+    out = b.on_message(m.Ack(3, "c", [m.Suspect("b", 2, "c")]), "c:1", 9.0)
+    assert b.incarnation == 3 and not sent(out, m.PushPull)  # a suspicion is no eviction: no resync
+
+
+def test_a_suspicion_heard_second_hand_is_probed_next() -> None:
+    c = core("a", ("b", "c", "d", "e"))
+    _t, p1 = first_probe(c)
+    c.on_message(m.Ack(p1.msg.seq, p1.msg.target, []), p1.addr, _t)
+    other = next(n for n in "bcde" if n != p1.msg.target)
+    c.on_message(m.Gossip("x", [m.Suspect(other, 0, "x")]), "x:1", _t + 0.1)
+    _t2, p2 = first_probe(c)
+    assert p2.msg.target == other
+
+
+def test_members_dead_for_less_than_gossip_to_dead_get_a_reconnect_each_period() -> None:
+    c = core("a", ("b", "c"))
+    c.on_message(m.Gossip("x", [m.Dead("b", 0, "x")]), "x:1", 1.0)
+    out = run_to(c, 1.0 + CFG.gossip_to_dead_s, ack=True)
+    to_b = [o for o in sent(out, m.PushPull) if o.addr == "b:1"]
+    assert len(to_b) >= CFG.gossip_to_dead_s / CFG.probe_interval_s - 2  # about one a period
+    later = run_to(c, 1.0 + 3 * CFG.gossip_to_dead_s, ack=True)
+    pp_b = [o for o in sent(later, m.PushPull) if o.addr == "b:1"]
+    assert len(pp_b) <= 3  # past the window: the ordinary push-pull with one dead member only
