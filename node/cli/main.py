@@ -54,11 +54,12 @@ def _cmd_node(args: argparse.Namespace) -> int:
         print(f"murmur: config error: {e}", file=sys.stderr)
         return 2
     from node.app import run_node  # imported late: the other subcommands must not pay for the whole node
+    from node.loopwatch import from_env
     from node.memory import tune_malloc
 
     tune_malloc()  # before the node allocates its state (node/memory.py says why)
     try:
-        trio.run(run_node, cfg, args.name, args.join)
+        trio.run(run_node, cfg, args.name, args.join, instruments=from_env())  # MURMUR_SLOW_STEP_MS: loopwatch.py
     except KeyboardInterrupt:
         return 130
     return 0

@@ -1,0 +1,78 @@
+"""Where a node's event loop is held (asyncio's slow-callback warning, for Trio): a trio Instrument that times every
+task step (from the task being resumed to its next yield) and logs each step longer than a threshold as
+`slow_step`, with the task's name and where it resumed and yielded. One node runs one loop on one core, so a
+search waits for every step that runs before its own: these are the steps to shorten or split.
+
+Off unless MURMUR_SLOW_STEP_MS is set (e.g. `MURMUR_SLOW_STEP_MS=20 murmur up`): a step costs two clock reads and
+a frame look-up then. Logged steps are bounded (STEPS_LOGGED_MAX per process; then a count every 1,000).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import structlog
+import trio
+
+log = structlog.get_logger("murmur.loop")
+
+ENV = "MURMUR_SLOW_STEP_MS"
+STEPS_LOGGED_MAX = 2_000
+
+
+def _where(task: trio.lowlevel.Task) -> str:
+    """The innermost frame of the task's coroutine chain that is Murmur's own code (else the innermost one):
+    file:line function."""
+    coro: Any = task.coro
+    frame = ours = None
+    for _ in range(64):  # bounded walk down the awaits
+        f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if f is None:
+            break
+        frame = f
+        if "/node/" in f.f_code.co_filename or "/tests/" in f.f_code.co_filename:
+            ours = f
+        nxt = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if nxt is None:
+            break
+        coro = nxt
+    frame = ours or frame
+    if frame is None:
+        return "?"
+    path = frame.f_code.co_filename
+    short = path[path.rfind("/node/") + 1 :] if "/node/" in path else os.path.basename(path)
+    return f"{short}:{frame.f_lineno} {frame.f_code.co_name}"
+
+
+class SlowSteps(trio.abc.Instrument):
+    def __init__(self, threshold_ms: float) -> None:
+        self.threshold_s = threshold_ms / 1000
+        self.slow = 0
+        self._t0 = 0.0
+        self._from = ""
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._from = _where(task)
+        self._t0 = time.perf_counter()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        took = time.perf_counter() - self._t0
+        if took < self.threshold_s:
+            return
+        self.slow += 1
+        if self.slow <= STEPS_LOGGED_MAX:
+            log.warning("slow_step", ms=round(took * 1000, 1), task=task.name, resumed=self._from, yielded=_where(task))
+        elif self.slow % 1000 == 0:
+            log.warning("slow_steps", count=self.slow)
+
+
+def from_env() -> list[trio.abc.Instrument]:
+    """The instruments to run the node with: SlowSteps when MURMUR_SLOW_STEP_MS is a positive number."""
+    raw = os.environ.get(ENV, "")
+    try:
+        ms = float(raw) if raw else 0.0
+    except ValueError:
+        ms = 0.0
+    return [SlowSteps(ms)] if ms > 0 else []
