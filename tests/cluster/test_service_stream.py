@@ -1,4 +1,4 @@
-"""NodeService in a topology change (node/cluster/service.py): `postings_page` pages over a real Shard cover
+"""NodeService in a topology change (node/cluster/streaming.py, drain.py, replicate.py): `postings_page` pages over a real Shard cover
 every term of the ranges exactly once (also with several streams at once and terms arriving mid-stream),
 `drain_before` waits only for writes started under an older topology version, and `replicate` acknowledges a
 write only with W copies in the old ring's replica set and W in the new one's (joint quorum). The network is an
