@@ -29,7 +29,7 @@ from node.cluster.collector import Collector
 from node.cluster.coordinator import ClusterCoordinator
 from node.cluster.peers import Peers
 from node.cluster.placement import Placement
-from node.cluster.service import NodeService
+from node.cluster.service import NodeService, node_handler
 from node.config import Config
 from node.errors import Conflict, MurmurError, Unavailable
 from node.http.api import make_handler
@@ -367,19 +367,19 @@ async def _serve(
         placement = Placement(tp.ring_of(topo.members), n_rep)
         grace_ms = int(cfg.storage.tombstone_grace_s * 1000)
         hints = await HintStore.open(node_dir / "hints", ttl_ms=col.hint_ttl_ms(grace_ms), clock_ms=wall_ms)
-        service = NodeService(name, shard, st, placement, cfg.cluster.write_quorum, wall_ms, mode, hints=hints)
+        peers = Peers(name, pool, {})  # serves once the service and the keeper exist (node_handler below)
+        service = NodeService(
+            name, shard, st, placement, cfg.cluster.write_quorum, wall_ms, mode, peers=peers, hints=hints
+        )
         ids = SnowflakeGenerator(mine.machine_id)
         # resume above this machine's newest id, but not past the clock: ids made from a client's
         # created_at do not move it (one vectorised pass over the id column)
         below = (wall_ms() + 1 - MURMUR_EPOCH_MS) << (SEQ_BITS + MACHINE_BITS)
         ids.observe(shard.store.max_id_with_low_bits(MACHINE_MAX, mine.machine_id, below), wall_ms())
-        peers = Peers(name, service, pool, {})
         keeper = rb.Keeper(name, node_dir, topo, placement, service, peers)
+        peers.serve(node_handler(service, keeper))
         await keeper.install(topo, rb.FORCE)  # persisted: a restart uses it, not the config
-        service.keeper = keeper
         peers.on_topology = keeper.catch_up
-        service.peers = peers
-        service.is_up = peers.is_up
         seeds = [f"{h}:{p}" for h, p in peers.addrs.values() if (h, p) != (me.host, me.gossip_port)]
         gossip = GossipShell(
             name, me.host, me.gossip_port, cfg.membership, cfg.cluster.secret, pool, seeds, peers.set_state
@@ -423,10 +423,9 @@ async def _serve(
         send_repairs, recv_repairs = trio.open_memory_channel[tuple[str, list[Record]]](REPAIR_QUEUE_MAX)
         info = describe(cfg)
         coord = ClusterCoordinator(
-            name, placement, cfg.cluster.read_quorum, peers, ids, wall_ms, members, info, send_repairs
+            name, placement, cfg.cluster.read_quorum, peers, ids, wall_ms, members, info, send_repairs,
+            service=service, keeper=keeper,
         )
-        coord.service = service
-        coord.keeper = keeper
         collector = Collector(
             name, service, placement, keeper, cfg.storage.tombstone_grace_s,
             cfg.storage.tombstone_collect_interval_s, wall_ms, on_changed=snap.request,

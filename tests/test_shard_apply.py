@@ -66,7 +66,7 @@ def histories(draw: st.DrawFn) -> dict[tuple[int, int], Tweet | int]:
 
 
 def local_records(hist: dict[tuple[int, int], Tweet | int]) -> list[Record]:
-    """A node that indexes locally: every copy is a local record (node/cluster/service.py _localized)."""
+    """A node that indexes locally: every copy is a local record (node/cluster/replica.py _localized)."""
     return [PutTweet(x, local=True) if isinstance(x, Tweet) else DeleteTweet(i, v, x, local=True)
             for (i, v), x in hist.items()]
 

@@ -1,6 +1,6 @@
 """Tombstone collection and cleanup on one node: the thin Trio shell of node/replication/collection.py, whose header
 holds the rules. It decides nothing itself: it lists the candidates, runs each partition's round (two-way
-anti-entropy sessions with the other replicas through NodeService.sync_with, a digest from every other member),
+anti-entropy sessions with the other replicas through NodeService.sync_with (node/cluster/anti_entropy.py), a digest from every other member),
 and has the shard drop what a complete round allows; cleanup drops what the settled ring says this node does not
 replicate. Every collaborator comes in the constructor; the clock is passed in (wall ms).
 """

@@ -108,7 +108,13 @@ class ClusterCoordinator:
         members: Callable[[], list[dict[str, Any]]],
         cluster_info: dict[str, Any],
         repairs: trio.MemorySendChannel[tuple[str, list[Record]]] | None = None,
+        *,
+        service: Any = None,
+        keeper: Any = None,
     ) -> None:
+        """`service`: this node's NodeService (local-first searches read its copy; health figures); `keeper`:
+        node.cluster.rebalance.Keeper, this node's topology for /health and /cluster. None: a coordinator
+        without them (some tests)."""
         self.me = me
         self.placement = placement
         self.r = r
@@ -118,8 +124,8 @@ class ClusterCoordinator:
         self.members = members
         self.cluster_info = cluster_info
         self.repairs = repairs
-        self.service: Any = None  # the local NodeService, for health figures
-        self.keeper: Any = None  # node.cluster.rebalance.Keeper: this node's topology, for /health and /cluster
+        self.service: Any = service
+        self.keeper: Any = keeper
         self._rotor = 0  # which replica a local-first search asks first
         self._render_cache: dict[int, tuple[int, msgspec.Raw]] = {}  # id -> (version, its JSON): bounded
         self._batcher = WriteBatcher(self._send_writes)  # concurrent writes to one master share calls

@@ -1,8 +1,10 @@
 """Calls between nodes: one entry point, `call(node, request)`, that runs locally for this node and over the
 framed RPC transport for the others; the liveness view that gossip (node.membership.shell) keeps up to date
 (with the addresses of the topology's members, which grows when nodes join); and
-the server-side dispatch of incoming RPC frames ("gossip.*" to the gossip shell). The thin shell around
-node.transport; it decides nothing about liveness itself.
+the server-side dispatch of incoming RPC frames ("gossip.*" to the gossip shell, the rest to the handler this
+node serves: `serve`, node/cluster/service.py's node_handler). The thin shell around node.transport; it decides
+nothing about liveness itself. Made before the service (which calls out through it), so its handler is registered
+by `serve` once the service exists; until then, calls to this node are refused as "still starting".
 """
 
 from __future__ import annotations
@@ -22,21 +24,22 @@ log = structlog.get_logger("murmur.peers")
 
 UP_STATES = ("alive", "suspect", "unknown")  # suspect still routes (SWIM); "unknown": configured, not heard of yet
 OnChange = Callable[[str, str], None]
+Handler = Callable[[Any, str], Awaitable[Any]]  # (request, calling node) -> answer; raises MurmurError
 
 
-async def call_local(service: Any, req: Any, me: str, timeout_s: float) -> Any:
-    """A call to this node's own service, with the same deadline and the same error as a remote call."""
+async def call_local(handler: Handler, req: Any, me: str, timeout_s: float) -> Any:
+    """A call to this node's own handler, with the same deadline and the same error as a remote call."""
     try:
         with trio.fail_after(timeout_s):
-            return await service.handle(req, me)
+            return await handler(req, me)
     except trio.TooSlowError:
         raise Unavailable(f"{type(req).__name__} on this node took longer than {timeout_s} s") from None
 
 
 class Peers:
-    def __init__(self, me: str, service: Any, pool: Any, addrs: dict[str, tuple[str, int]]) -> None:
+    def __init__(self, me: str, pool: Any, addrs: dict[str, tuple[str, int]]) -> None:
         self.me = me
-        self.service = service
+        self._handler: Handler | None = None  # this node's dispatch, once it serves (see `serve`)
         self.pool = pool
         self.addrs = addrs
         # gossip's view: "alive" | "suspect" | "dead" | "left"; "unknown" for a configured node not heard of yet
@@ -47,6 +50,15 @@ class Peers:
         self._listeners: list[OnChange] = []
         # told of a peer's newer topology version (node.cluster.rebalance.Keeper.catch_up)
         self.on_topology: Callable[[str, int], Awaitable[None]] | None = None
+
+    def serve(self, handler: Handler) -> None:
+        """Answer calls to this node (its own and incoming frames) with `handler` from now on."""
+        self._handler = handler
+
+    def _handle(self) -> Handler:
+        if self._handler is None:
+            raise Unavailable("this node is still starting")
+        return self._handler
 
     def add_member(self, node: str, addr: tuple[str, int]) -> None:
         """A node of the topology (one that joined after this process started, or moved address)."""
@@ -90,7 +102,7 @@ class Peers:
 
     async def call(self, node: str, req: Any, timeout_s: float = limits.RPC_TIMEOUT_S) -> Any:
         if node == self.me:
-            return await call_local(self.service, req, self.me, timeout_s)
+            return await call_local(self._handle(), req, self.me, timeout_s)
         method = getattr(req, "rpc_name", type(req).__name__)
         body = await self.pool.call(self.addrs[node], method, m.encode(req), timeout_s)
         return m.decode(body)
@@ -109,7 +121,7 @@ class Peers:
             raise InvalidRequest(f"undecodable {method} request: {e}") from None
         if getattr(req, "rpc_name", type(req).__name__) != method:
             raise InvalidRequest(f"method {method} does not match its body {type(req).__name__}")
-        return m.encode(await self.service.handle(req, peer))
+        return m.encode(await self._handle()(req, peer))
 
     async def count_loop(self) -> None:
         """Tweet counts for /cluster only: liveness is gossip's. Every PEER_PING_INTERVAL_S, each peer gossip

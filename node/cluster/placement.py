@@ -24,6 +24,10 @@ class Placement:
         self.ring, self.next_ring = ring, next_ring
         self._term_cache = {}
 
+    def member(self, node: str) -> bool:
+        """Whether `node` is on either ring (the topology's members and, while the ring moves, its next ones)."""
+        return node in self.ring.nodes or (self.next_ring is not None and node in self.next_ring.nodes)
+
     def tweet_write_sets(self, tweet_id: int) -> tuple[tuple[str, ...], ...]:
         """The replica sets a write of this tweet must reach W of each: one, or two while the ring moves."""
         reps = self.tweet(tweet_id)[1]

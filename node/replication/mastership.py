@@ -1,6 +1,6 @@
 """Who may order a tweet partition's writes (pure): epochs, promises and fences, and which keys two replicas
 must exchange to converge. The rules a master election and anti-entropy follow; the shells in
-node/cluster/service.py carry the messages. Never sends, sleeps or reads a clock.
+node/cluster/ (elector.py, replica.py, anti_entropy.py) carry the messages. Never sends, sleeps or reads a clock.
 
 An election, Paxos phase 1 style: a candidate picks an epoch above every epoch it knows, and asks the partition's
 replicas to promise it. A replica promises only an epoch above all it has promised *and* above every epoch in its

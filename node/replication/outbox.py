@@ -1,5 +1,5 @@
 """The outbox planner (pure): which pending index work this node drives or hands over, what each term replica is
-sent, and which entries are done. Never sends, sleeps or reads a clock; node/cluster/service.py carries it out.
+sent, and which entries are done. Never sends, sleeps or reads a clock; node/cluster/outbox_driver.py carries it out.
 
 Rules:
 1. An entry (a tweet version's terms to add and remove, node/shard.py) is driven by the partition's acting node

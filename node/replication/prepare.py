@@ -1,6 +1,6 @@
 """Write preparation on a partition's elected node (pure): check one write against this node's copy and make
 the record to replicate, stamped with a version of the epoch the node was elected for. Never sends, logs,
-sleeps or reads a clock (`now` is an argument); node/cluster/service.py replicates what it returns.
+sleeps or reads a clock (`now` is an argument); node/cluster/writes.py replicates what it returns.
 
 Rules:
 1. A version is (epoch << EPOCH_SHIFT | seq) (node/records.py). `Versions` stamps, within an epoch, a seq above

@@ -1,6 +1,6 @@
 """Anti-entropy (pure): the round robin of (partition, peer) pairs a node compares, and one session that brings a
 tweet partition of two replicas to the max of each key. Never sends, sleeps or reads a clock: the shell
-(NodeService.sync_with) makes the calls in the order a session returns them.
+(node/cluster/anti_entropy.py) makes the calls in the order a session returns them.
 
 Rules of a session (one partition (start, end] with one peer):
 1. Compare the bucket digests (DigestReq); a bucket absent on one side counts as empty.

@@ -40,8 +40,7 @@ class WallClock:
 
 
 def wire(cl: MemCluster, clock: WallClock) -> dict[str, Collector]:
-    for svc in cl.services.values():
-        svc.clock_ms = clock
+    """One collector per node, on `clock` (the cluster's services were made with it: MemCluster(clock_ms=...))."""
     return {
         x: Collector(x, cl.services[x], cl.placements[x], cl.keepers.get(x), GRACE_S, 0, clock) for x in cl.names
     }
@@ -53,8 +52,8 @@ async def anti_entropy_round(cl: MemCluster) -> int:
     for x in cl.names:
         svc = cl.services[x]
         moved += await svc.anti_entropy_step()
-        assert svc.sync_round.pairs is not None
-        for _ in range(len(svc.sync_round.pairs) - 1):
+        assert svc.anti_entropy.sync_round.pairs is not None
+        for _ in range(len(svc.anti_entropy.sync_round.pairs) - 1):
             moved += await svc.anti_entropy_step()
     return moved
 
@@ -98,8 +97,8 @@ def holders(cl: MemCluster, tweet_id: int) -> list[str]:
 @pytest.mark.parametrize("names", [THREE, FOUR], ids=["local-index", "outbox"])
 def test_a_replica_away_longer_than_the_grace_resurrects_nothing_and_tombstones_go(names: tuple[str, ...]) -> None:
     async def main() -> None:
-        cl = MemCluster(names, repairs=True)
         clock = WallClock()
+        cl = MemCluster(names, repairs=True, clock_ms=clock)
         collectors = wire(cl, clock)
         ids = await load(cl, 60)
         victims = await delete_while_away(cl, ids, "c")
@@ -146,8 +145,9 @@ def test_an_unsafe_collector_that_forgets_the_away_replica_resurrects_deleted_tw
     away one still holds old copies; its anti-entropy then brings the deleted tweets back."""
 
     async def main() -> None:
-        cl = MemCluster(THREE)
-        wire(cl, WallClock())
+        clock = WallClock()
+        cl = MemCluster(THREE, clock_ms=clock)
+        wire(cl, clock)
         ids = await load(cl, 60)
         victims = await delete_while_away(cl, ids, "c")
         for x in ("a", "b"):
@@ -164,8 +164,8 @@ def test_leftover_data_on_a_member_that_no_longer_replicates_blocks_collection_u
     tmp_path: Path,
 ) -> None:
     async def main() -> None:
-        cl = MemCluster(FOUR, data_dir=tmp_path)
         clock = WallClock()
+        cl = MemCluster(FOUR, data_dir=tmp_path, clock_ms=clock)
         collectors = wire(cl, clock)
         ids = await load(cl, 60)
         pl = cl.placements["a"]
@@ -190,8 +190,8 @@ def test_leftover_data_on_a_member_that_no_longer_replicates_blocks_collection_u
 
 def test_cleanup_and_collection_wait_for_a_settled_ring_that_every_member_agrees_on(tmp_path: Path) -> None:
     async def main() -> None:
-        cl = MemCluster(FOUR, data_dir=tmp_path)
         clock = WallClock()
+        cl = MemCluster(FOUR, data_dir=tmp_path, clock_ms=clock)
         collectors = wire(cl, clock)
         ids = await load(cl, 30)
         await cl.coords["a"].delete_tweet(ids[0])

@@ -16,7 +16,7 @@ from node.app import parse_seed
 from node.cluster import rebalance as rb
 from node.cluster.peers import Peers
 from node.cluster.placement import Placement
-from node.cluster.service import NodeService
+from node.cluster.service import NodeService, node_handler
 from node.config import parse_config
 from node.errors import Conflict, MurmurError, Unavailable
 from node.replication import messages as m
@@ -32,11 +32,12 @@ class MemLog:
 
 
 def keeper(tmp_path: Path, topo: tp.Topology) -> tuple[rb.Keeper, NodeService, Peers]:
-    svc = NodeService("a", Shard(), MemLog(), Placement(tp.ring_of(topo.members), 3), 2, lambda: 1_700_000_000_000)
-    peers = Peers("a", svc, None, {})
-    svc.peers = peers
+    peers = Peers("a", None, {})
+    svc = NodeService(
+        "a", Shard(), MemLog(), Placement(tp.ring_of(topo.members), 3), 2, lambda: 1_700_000_000_000, peers=peers
+    )
     k = rb.Keeper("a", tmp_path, topo, svc.placement, svc, peers)
-    svc.keeper = k
+    peers.serve(node_handler(svc, k))
     return k, svc, peers
 
 
@@ -85,13 +86,16 @@ class StuckSource:
         return m.PostingsResp([("t", [1, 2])], "t")
 
 
-def test_a_postings_source_whose_cursor_does_not_advance_is_given_up(tmp_path: Path) -> None:
-    _k, svc, _peers = keeper(tmp_path, tp.initial(NODES[:3], 8))
-    svc.peers = StuckSource()
+def test_a_postings_source_whose_cursor_does_not_advance_is_given_up() -> None:
+    topo = tp.initial(NODES[:3], 8)
+    svc = NodeService(
+        "a", Shard(), MemLog(), Placement(tp.ring_of(topo.members), 3), 2, lambda: 1_700_000_000_000,
+        peers=StuckSource(),
+    )
 
     async def main() -> None:
         with pytest.raises(MurmurError, match="does not advance"):
-            await svc._pull_postings("b", [(0, 0)])
+            await svc.streaming.pull_postings("b", [(0, 0)])
 
     trio.run(main)
     assert svc.shard.unsure == {"t"}  # what came before the stall is kept (it is only ever extra candidates)

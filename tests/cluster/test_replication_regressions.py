@@ -97,7 +97,7 @@ def test_a_silent_replica_and_a_stalled_disk_fail_as_murmur_errors_only() -> Non
 
         # the trigger: c takes calls and never answers (its peers still see it alive), and a's disk stalls
         cl.hang("c")
-        cl.services["a"].wal = _Hang()
+        cl.services["a"].replica.wal = _Hang()
         for coord in ("a", "b"):
             co = cl.coords[coord]
             for i in range(1, 40, 3):

@@ -81,8 +81,8 @@ def cluster(
             lambda: 1_700_000_000_000,
             lambda: [{"name": x, "state": "up"} for x in names],
             {},
+            service=svc,  # local-first searches read this node's own copy
         )
-        coords[n].service = svc  # local-first searches read this node's own copy
     return net, coords, logs
 
 

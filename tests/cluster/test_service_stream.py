@@ -1,4 +1,4 @@
-"""NodeService in a topology change (node/cluster/service.py): `postings_page` pages over a real Shard cover
+"""NodeService in a topology change (node/cluster/streaming.py, drain.py, replicate.py): `postings_page` pages over a real Shard cover
 every term of the ranges exactly once (also with several streams at once and terms arriving mid-stream),
 `drain_before` waits only for writes started under an older topology version, and `replicate` acknowledges a
 write only with W copies in the old ring's replica set and W in the new one's (joint quorum). The network is an
@@ -155,7 +155,7 @@ def test_drain_before_returns_at_once_with_nothing_in_flight() -> None:
         svc.topology_changed(3)
         t0 = trio.current_time()
         assert await svc.drain_before(3, 0)
-        with svc._in_flight():  # a write under the current version does not hold a drain of older ones
+        with svc.drain.in_flight():  # a write under the current version does not hold a drain of older ones
             assert await svc.drain_before(3, 5.0)
         assert trio.current_time() == t0
 
@@ -166,14 +166,14 @@ def test_drain_before_waits_for_older_writes_and_times_out() -> None:
     async def main() -> None:
         svc = service(Shard())
         svc.topology_changed(1)
-        with svc._in_flight():
+        with svc.drain.in_flight():
             svc.topology_changed(2)
             t0 = trio.current_time()
             assert not await svc.drain_before(2, 0.5)
             assert trio.current_time() - t0 == pytest.approx(0.5)
             assert await svc.drain_before(1, 0.5)  # nothing older than version 1
         assert await svc.drain_before(2, 0)
-        assert svc._inflight == {}
+        assert svc.drain.inflight == {}
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
@@ -185,7 +185,7 @@ def test_drain_before_returns_when_the_last_older_write_ends() -> None:
         ended: list[float] = []
 
         async def write(hold_s: float) -> None:
-            with svc._in_flight():
+            with svc.drain.in_flight():
                 await trio.sleep(hold_s)
             ended.append(trio.current_time())
 
@@ -231,8 +231,7 @@ def test_replicate_needs_w_in_the_old_and_the_new_replica_set() -> None:
     assert "e" not in old_set and len(set(old_set) & set(new_set)) == 2
     net = Net()
     for name in "abcde":
-        svc = NodeService(name, Shard(), MemLog(), placement, 2, lambda: 1_700_000_000_000)
-        svc.peers = net
+        svc = NodeService(name, Shard(), MemLog(), placement, 2, lambda: 1_700_000_000_000, peers=net)
         net.services[name] = svc
     master = net.services[old_set[0]]
     kept = next(x for x in new_set if x != "e" and x != old_set[0])  # the other node both sets share
@@ -277,14 +276,11 @@ def test_a_source_restarted_mid_stream_resumes_after_the_cursor() -> None:
 def test_promises_and_fenced_writes_only_from_nodes_of_the_ring() -> None:
     """A node with another idea of the ring (not a member of ours) may not win a mastership here or write with
     one; unfenced repairs are still taken, and members are served."""
-    from types import SimpleNamespace
-
     from node.errors import NotOwner
     from node.ring import topology as tp
 
     topo = tp.initial([(n, "127.0.0.1", 1, 2 + i, i + 1) for i, n in enumerate(["a", "b", "c"])], 8)
-    svc = service(Shard())
-    svc.keeper = SimpleNamespace(topology=topo)
+    svc = NodeService("a", Shard(), MemLog(), Placement(tp.ring_of(topo.members), 3), 2, lambda: 1_700_000_000_000)
     rec = PutTweet(Tweet(id=5, created_at_ms=1, user="u", text="t", version=1 << 40))
 
     async def main() -> None:
@@ -315,7 +311,7 @@ def test_a_term_emptied_between_pages_is_skipped() -> None:
     svc = service(sh)
     first = svc.postings_page(m.PostingsReq(RANGES, None, 1))
     assert first.next is not None
-    listed = [t for _, t in next(iter(svc._export.values()))]
+    listed = [t for _, t in next(iter(svc.streaming.export.values()))]
     later = listed[listed.index(first.next) + 2]
     for i in list(sh.index.iter_newest(Term(later))):
         sh.apply(PostingOps(i, 9, (), (later,)))

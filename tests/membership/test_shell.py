@@ -63,7 +63,7 @@ class Node:
         with self.scope:
             async with open_peer_pool(SECRET, self.name) as pool:
                 addrs = {n: (HOST, p) for n, p in self.ports.items()}
-                self.peers = Peers(self.name, None, pool, addrs)
+                self.peers = Peers(self.name, pool, addrs)
                 self.peers.on_change(lambda node, state: self.seen.append((node, state)))
                 seeds = [f"{HOST}:{p}" for n, p in self.ports.items() if n != self.name]
                 self.shell = GossipShell(
@@ -200,7 +200,7 @@ def test_open_packet_and_split_addr() -> None:
 
 
 def test_peers_is_up_and_change_listeners() -> None:
-    p = Peers("a", None, None, {"a": (HOST, 1), "b": (HOST, 2), "c": (HOST, 3)})
+    p = Peers("a", None, {"a": (HOST, 1), "b": (HOST, 2), "c": (HOST, 3)})
     got: list[tuple[str, str]] = []
     p.on_change(lambda node, state: got.append((node, state)))
     assert p.state == {"a": "alive", "b": "unknown", "c": "unknown"}

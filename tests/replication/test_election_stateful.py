@@ -6,7 +6,7 @@ Gossip views are drawn anew at every campaign, so they may be wrong. After every
   E2 every write acknowledged by W copies is on a promiser of every later epoch's promise quorum;
   E3 a node elected for an epoch holds every write acknowledged in an older epoch (the catch-up's promise).
 Catch-up and background anti-entropy run node/replication/sync.py's sessions. The cores are driven the way
-node/cluster/elector.py and node/cluster/service.py drive them. Test code.
+node/cluster/elector.py, replica.py and writes.py drive them. Test code.
 """
 
 from __future__ import annotations

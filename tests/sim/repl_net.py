@@ -194,9 +194,8 @@ class SimNet:
         send, recv = trio.open_memory_channel[tuple[str, list[Record]]](limits.REPAIRS_IN_FLIGHT_MAX)
         coord = ClusterCoordinator(
             name, self.placement, self.r, caller, SnowflakeGenerator(self.names.index(name) + 1), self.clock_ms,
-            lambda: [{"name": x, "state": "up"} for x in self.names], {}, send,
+            lambda: [{"name": x, "state": "up"} for x in self.names], {}, send, service=svc,
         )
-        coord.service = svc
         life = Life(svc, coord)
         for x in self.names:  # a fresh node has heard of nobody: "unknown" routes as up
             self.view[(name, x)] = self.truth(name, x) if self.views_exact else True
@@ -392,6 +391,6 @@ class Caller:
         write = isinstance(req, m.WriteReq)
         self.net.writes_in_flight += write
         try:
-            return await call_local(life.service, req, self.me, timeout_s)  # node/cluster/peers.py's own
+            return await call_local(life.service.handle, req, self.me, timeout_s)  # node/cluster/peers.py's own
         finally:
             self.net.writes_in_flight -= write

@@ -19,7 +19,7 @@ from node.cluster import rebalance as rb
 from node.cluster.coordinator import ClusterCoordinator
 from node.cluster.peers import Peers
 from node.cluster.placement import Placement
-from node.cluster.service import NodeService
+from node.cluster.service import NodeService, node_handler
 from node.errors import MurmurError
 from node.ids import SnowflakeGenerator
 from node.replication import messages as m
@@ -83,7 +83,9 @@ class MemCluster:
         repairs: bool = False,
         data_dir: Path | None = None,
         repair_queue: int | None = None,
+        clock_ms: Callable[[], int] = lambda: NOW_MS,
     ) -> None:
+        """`clock_ms`: the services' wall clock (the coordinators' stays at NOW_MS)."""
         self.names = list(names)
         self.down: set[str] = set()
         self.hung: set[str] = set()  # take calls and never answer (their peers still see them alive)
@@ -105,27 +107,26 @@ class MemCluster:
             repair_queue = REPAIR_QUEUE_MAX
         for i, x in enumerate(names):
             placement = self.placements[x] = Placement(tp.ring_of(topo.members), n)
-            svc = self.services[x] = NodeService(x, Shard(), MemLog(), placement, w, lambda: NOW_MS)
-            peers = self.peers[x] = Peers(x, svc, MemPool(self, x), {mb.name: (mb.host, mb.gossip_port)
-                                                                      for mb in topo.members})
+            peers = self.peers[x] = Peers(x, MemPool(self, x), {mb.name: (mb.host, mb.gossip_port)
+                                                                 for mb in topo.members})
             for y in names:
                 peers.set_state(y, "alive")
-            svc.peers = peers
-            svc.is_up = peers.is_up
+            svc = self.services[x] = NodeService(x, Shard(), MemLog(), placement, w, clock_ms, peers=peers)
             if data_dir is not None:
                 (data_dir / x).mkdir(parents=True, exist_ok=True)
                 keeper = self.keepers[x] = rb.Keeper(x, data_dir / x, topo, placement, svc, peers)
-                svc.keeper = keeper
+                peers.serve(node_handler(svc, keeper))
                 peers.on_topology = keeper.catch_up
+            else:
+                peers.serve(svc.handle)
             send = None
             if repair_queue is not None:
                 send, recv = trio.open_memory_channel[tuple[str, list[Record]]](repair_queue)
                 self.repair_channels[x] = (send, recv)
             self.coords[x] = ClusterCoordinator(
                 x, placement, r, peers, SnowflakeGenerator(i + 1), lambda: NOW_MS,
-                lambda: [{"name": y, "state": "alive"} for y in self.names], {}, send,
+                lambda: [{"name": y, "state": "alive"} for y in self.names], {}, send, service=svc,
             )
-            self.coords[x].service = svc
 
     def cut(self, node: str) -> None:
         """Calls to and from `node` fail; the others' membership says it is dead."""
