@@ -323,7 +323,11 @@ class ClusterCoordinator:
             holders = self._holders(terms_of(q.root))
             plan: Plan = "pushdown" if len(holders) >= self.r else "terms"
             cur = SearchCursor(q, need, req.max_id, req.since_id, self.r, plan, holders)
-        out = await drive(cur, self._run)
+        if self.service is not None:
+            with self.service.replica.lane.searching():  # this node's writers hold their next chunk back meanwhile
+                out = await drive(cur, self._run)
+        else:
+            out = await drive(cur, self._run)
         self._send_repairs(cur.repairs)
         if out.partial:  # why, for whoever reads the log (the answer says only `partial`)
             log.info("search_partial", plan=cur.plan, why=cur.why or ["rounds or the deadline ran out"],

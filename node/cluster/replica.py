@@ -21,9 +21,9 @@ from typing import Protocol
 
 import msgspec
 import structlog
-import trio
 
 from node.cluster import limits
+from node.cluster.lanes import WriteLane
 from node.cluster.placement import Placement
 from node.errors import MurmurError, NotOwner
 from node.query.ast import And, Term, terms_of
@@ -65,7 +65,7 @@ class Replica:
         # (p50 ~180 ms during a bulk load); with the lane, the writers wait on the lock, not in the run queue, and
         # a search step waits for at most the one chunk that is running. The lock is fair (FIFO), so the batches
         # still share it evenly, and throughput is the same work in another order.
-        self.lane = trio.Lock()
+        self.lane = WriteLane()  # one write chunk at a time; searches first (node/cluster/lanes.py)
 
     # ------------------------------------------------------------ writes to this copy
 

@@ -38,10 +38,12 @@ from node.index.postings import PostingsTable
 from node.query.ast import And, Node, Or, Phrase
 
 ID_MAX = (1 << 64) - 1
-STAGE_TWEETS = 2_048  # tweets per staging generation (see the module header); a flush moves one generation
-# into main in one step (~16 us a tweet): at 16,384 that held a node for ~300 ms every 16 k tweets, the p99 of
-# searches during a bulk load; 2,048 (~35 ms) measured p99 565 ms against 878, max 842 against 1,374 ms, and
-# 65 MB less RSS per node at 600 k tweets, for 3.5 % more index bytes (more late tweets in the side table).
+STAGE_TWEETS = 512  # tweets per staging generation (see the module header); a flush moves one generation
+# into main in one step (~16 us a tweet, the indexing that staging deferred): at 16,384 that held a node for
+# ~300 ms every 16 k tweets, at 2,048 ~35 ms, at 512 ~8 ms. Measured with scripts/bench_scale.py --limit 300000
+# (3 nodes, MURMUR_SLOW_STEP_MS=25): steps over 25 ms 457 -> 210, searches during the load p99 212 -> 173 ms,
+# the load rate the same, and 21.2 B/posting against 22.4 (three masters' batches interleave by less than a
+# generation, so the side table does not grow).
 _pair_enc = msgspec.msgpack.Encoder()
 _pair_dec = msgspec.msgpack.Decoder(PairState)
 _DOCNOS_MAX = 1 << 32
