@@ -9,6 +9,7 @@ a frame look-up then. Logged steps are bounded (STEPS_LOGGED_MAX per process; th
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from typing import Any
@@ -68,11 +69,36 @@ class SlowSteps(trio.abc.Instrument):
             log.warning("slow_steps", count=self.slow)
 
 
+class GcPauses:
+    """The garbage collector's passes longer than the threshold, logged as `gc_pause` (generation, ms, objects
+    collected): a pass runs inside whatever step allocated last, so it shows there as a slow step too."""
+
+    def __init__(self, threshold_ms: float) -> None:
+        self.threshold_s = threshold_ms / 1000
+        self.slow = 0
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+            return
+        took = time.perf_counter() - self._t0
+        if took >= self.threshold_s:
+            self.slow += 1
+            if self.slow <= STEPS_LOGGED_MAX:
+                log.warning("gc_pause", ms=round(took * 1000, 1), generation=info.get("generation"),
+                            collected=info.get("collected"))
+
+
 def from_env() -> list[trio.abc.Instrument]:
-    """The instruments to run the node with: SlowSteps when MURMUR_SLOW_STEP_MS is a positive number."""
+    """The instruments to run the node with: SlowSteps when MURMUR_SLOW_STEP_MS is a positive number (and the
+    collector's slow passes are logged from then on, GcPauses)."""
     raw = os.environ.get(ENV, "")
     try:
         ms = float(raw) if raw else 0.0
     except ValueError:
         ms = 0.0
-    return [SlowSteps(ms)] if ms > 0 else []
+    if ms <= 0:
+        return []
+    gc.callbacks.append(GcPauses(ms))
+    return [SlowSteps(ms)]

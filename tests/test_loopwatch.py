@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest
@@ -59,4 +60,17 @@ def test_where_names_the_frame_a_task_waits_in() -> None:
 @pytest.mark.parametrize(("raw", "n"), [("", 0), ("0", 0), ("abc", 0), ("25", 1)])
 def test_the_environment_switches_it_on(monkeypatch: pytest.MonkeyPatch, raw: str, n: int) -> None:
     monkeypatch.setenv(loopwatch.ENV, raw)
+    monkeypatch.setattr(gc, "callbacks", [])
     assert len(loopwatch.from_env()) == n
+    assert len(gc.callbacks) == n
+
+
+def test_a_slow_collector_pass_is_counted() -> None:
+    pauses = loopwatch.GcPauses(threshold_ms=0.0)  # every pass
+    pauses("start", {"generation": 2})
+    pauses("stop", {"generation": 2, "collected": 0})
+    assert pauses.slow == 1
+    quick = loopwatch.GcPauses(threshold_ms=10_000.0)
+    quick("start", {"generation": 0})
+    quick("stop", {"generation": 0, "collected": 0})
+    assert quick.slow == 0
