@@ -20,21 +20,23 @@ import trio
 log = structlog.get_logger("murmur.loop")
 
 ENV = "MURMUR_SLOW_STEP_MS"
+_TRIO_DIR = os.path.dirname(trio.__file__)
 STEPS_LOGGED_MAX = 2_000
 
 
 def _where(task: trio.lowlevel.Task) -> str:
-    """The innermost frame of the task's coroutine chain that is Murmur's own code (else the innermost one):
-    file:line function."""
+    """The innermost frame of the task's coroutine chain that is Murmur's own code (else the innermost one
+    outside trio itself): file:line function."""
     coro: Any = task.coro
     frame = ours = None
     for _ in range(64):  # bounded walk down the awaits
         f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
         if f is None:
             break
-        frame = f
-        if "/node/" in f.f_code.co_filename or "/tests/" in f.f_code.co_filename:
+        if "/node/" in f.f_code.co_filename:
             ours = f
+        if _TRIO_DIR not in f.f_code.co_filename:
+            frame = f
         nxt = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
         if nxt is None:
             break

@@ -9,6 +9,7 @@ A cluster of one is the same code with every call local. It implements node.coor
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Awaitable, Callable
@@ -323,10 +324,8 @@ class ClusterCoordinator:
             holders = self._holders(terms_of(q.root))
             plan: Plan = "pushdown" if len(holders) >= self.r else "terms"
             cur = SearchCursor(q, need, req.max_id, req.since_id, self.r, plan, holders)
-        if self.service is not None:
-            with self.service.replica.lane.searching():  # this node's writers hold their next chunk back meanwhile
-                out = await drive(cur, self._run)
-        else:
+        # this node's writers hold their next chunk back while the search runs (node/cluster/lanes.py)
+        with self.service.replica.lane.searching() if self.service is not None else contextlib.nullcontext():
             out = await drive(cur, self._run)
         self._send_repairs(cur.repairs)
         if out.partial:  # why, for whoever reads the log (the answer says only `partial`)

@@ -24,7 +24,7 @@ class WriteLane:
     def __init__(self, search_first_max_s: float = SEARCH_FIRST_MAX_S) -> None:
         self.search_first_max_s = search_first_max_s
         self.searches = 0  # under way on this node now
-        self.deferred = 0  # chunks that waited for searches (for /metrics and tests)
+        self.deferred = 0  # chunks that waited for searches (tests read it)
         self._lock = trio.Lock()
         self._no_search = trio.Event()
         self._no_search.set()

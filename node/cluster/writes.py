@@ -16,13 +16,13 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import trio
 
 from node.cluster import limits
 from node.cluster.drain import Drain
-from node.cluster.outbox_driver import OutboxDriver
+from node.cluster.outbox_driver import EnsureElected, OutboxDriver
 from node.cluster.placement import Placement
 from node.cluster.replica import Replica
 from node.cluster.replicate import Caller, Replicator, rec_id
@@ -45,7 +45,7 @@ class WritePath:
         clock_ms: Callable[[], int],
         replica: Replica,
         election: el.ElectionCore,
-        ensure_elected: Callable[[int, tuple[str, ...]], Awaitable[int]],
+        ensure_elected: EnsureElected,
         versions: Versions,
         replicator: Replicator,
         driver: OutboxDriver,

@@ -497,12 +497,7 @@ class Membership:
 
     def _maybe_gossip(self, now: float, out: list[Outgoing]) -> None:
         self._gossip_at = now + self.cfg.gossip_interval_s
-        recent_dead = [
-            n
-            for n in self._gone.items
-            if self._members[n].state == State.DEAD and now - self._members[n].since <= self.cfg.gossip_to_dead_s
-        ]
-        targets = [*self._live.items, *recent_dead]
+        targets = [*self._live.items, *self._recently_dead(now)]
         if not len(self.queue) or not targets:
             return
         for n in self.rng.sample(targets, min(self.cfg.gossip_nodes, len(targets))):
@@ -524,14 +519,16 @@ class Membership:
 
     def _maybe_reconnect(self, now: float, out: list[Outgoing]) -> None:
         self._reconnect_at = now + self.cfg.probe_interval_s
-        recent = [
-            n for n in self._gone.items
-            if self._members[n].state == State.DEAD and now - self._members[n].since <= self.cfg.gossip_to_dead_s
-        ]
+        recent = self._recently_dead(now)
         if recent:
             self._reconnect_i += 1
             name = sorted(recent)[self._reconnect_i % len(recent)]
             out.append(Outgoing(self._members[name].addr, self._push_pull(reply=False)))
+
+    def _recently_dead(self, now: float) -> list[str]:
+        """Members declared dead (not left) less than gossip_to_dead_s ago: maybe only paused or cut off."""
+        keep = self.cfg.gossip_to_dead_s
+        return [n for n in self._gone.items if self._members[n].state == State.DEAD and now - self._members[n].since <= keep]
 
     def _maybe_reap(self, now: float) -> None:
         for name in [n for n in self._gone.items if self._members[n].since + self.cfg.dead_keep_s <= now]:
