@@ -42,12 +42,15 @@ class DeleteTweet(msgspec.Struct, frozen=True, tag=2, array_like=True):
 
 
 class PostingOps(msgspec.Struct, frozen=True, tag=3, array_like=True):
-    """Index work for one tweet version on one node: only terms of partitions that node replicates."""
+    """Index work for one tweet version on one node: only terms of partitions that node replicates. `edited`
+    False says no version of the tweet up to this one changed its text (it was never edited, nothing is
+    removed): no removal older than this op exists, so its adds need no version kept (node/shard.py)."""
 
     tweet_id: int
     version: int
     add: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
+    edited: bool = True  # the safe default (records written before the field: their adds keep a version)
 
 
 class OutboxDone(msgspec.Struct, frozen=True, tag=4, array_like=True):

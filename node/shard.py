@@ -25,14 +25,19 @@ Rules (the one place they live):
 - Local indexing (PutTweet.local / DeleteTweet.local, when every term partition is on the tweet's replicas): the
   shard indexes the tweet itself, from the difference between the version it held and the new one, so its index
   is a function of its own tweets and nothing else can leave a posting behind.
-- Postings: PostingOps carry the tweet's version. A remove leaves a posting tombstone (term, id) -> version and an
-  add older than it is ignored; postings are candidates only (every search result is checked against the tweet
-  itself), so a stale posting costs time, never correctness.
+- Postings: PostingOps carry the tweet's version, and each posting (term, id) is a last-writer-wins register: an
+  op applies only if it is newer than every op seen for that posting, so PostingOps in any order, or twice, give
+  the state of their version order. The versions kept: a remove leaves a posting tombstone (term, id) -> version;
+  an add of an edited tweet leaves (term, id) -> version in `posting_adds`, so that an older removal arriving late
+  (a hint, a straggling send) does not take away a term a newer version added back. An add of a never-edited
+  version (PostingOps.edited False) keeps nothing: no removal older than it exists (removals come from edits and
+  deletes, which are newer), and that is nearly every add. A stale posting costs time, never correctness
+  (search results are checked against the tweet); a missing one would lose a match.
 - Collection (node/replication/collection.py has the rules): `collect` drops tombstones a round found on every
   replica past their grace (store rows removed, digest buckets updated; their postings went with the delete);
   while `tombstone_floor_ms` is set, a DeleteTweet deleted at or before it is not stored for an id not held here
-  (it has nothing to hide: rule 3 there). Posting tombstones live in two generations, the older one dropped at
-  each `rotate_posting_tombstones` (rule 5). Neither is logged: a replay of the WAL brings back what a snapshot
+  (it has nothing to hide: rule 3 there). Posting versions (tombstones and adds) live in two generations, the older one
+  dropped at each `rotate_posting_tombstones` (rule 5). Neither is logged: a replay of the WAL brings back what a snapshot
   had not yet forgotten, to be collected again.
 - Cleanup: `drop_tweets_outside` / `drop_terms` / `drop_posting_meta_outside` forget the tweets, postings and
   posting tombstones of the ranges this node no longer replicates (the same file says when).
@@ -172,6 +177,7 @@ class ShardMeta(msgspec.Struct, array_like=True):
     posting_tombstones: list[tuple[str, int, int]]  # (term, tweet id, version)
     promised: list[tuple[int, int]]  # (partition token, epoch)
     unsure: list[str]  # terms with streamed postings
+    posting_adds: list[tuple[str, int, int]] = []  # (term, tweet id, version); absent in older snapshots
 
 
 _meta_enc = msgspec.msgpack.Encoder()
@@ -193,6 +199,8 @@ class Shard:
         self.unsure: set[str] = set()  # terms whose postings were streamed in (see the module header)
         self.tombstone_floor_ms = 0  # an expired tombstone (at_ms <= this) of an id not held is not stored
         self._ptomb_old: dict[tuple[str, int], int] = {}  # the older generation of posting_tombstones
+        self.posting_adds: dict[tuple[str, int], int] = {}  # (term, id) -> version of an edited tweet's add
+        self._padd_old: dict[tuple[str, int], int] = {}  # its older generation
 
     def version_of(self, tweet_id: int) -> int:
         return self.store.version_of(tweet_id)
@@ -324,29 +332,43 @@ class Shard:
         return True
 
     def _postings(self, p: PostingOps) -> bool:
+        """Each posting (term, id) is a last-writer-wins register over the versions of the ops that name it: an op
+        older than the newest one seen for the posting changes nothing (the module header, Postings)."""
         self.max_version = max(self.max_version, p.version)
         tid, v = p.tweet_id, p.version
-        ptomb, older = self.posting_tombstones, self._ptomb_old
-        if p.remove:
-            gone = []
-            for term in p.remove:
-                k = (term, tid)
-                if ptomb.get(k, 0) < v and (not older or older.get(k, 0) < v):
-                    ptomb[k] = v
-                    if older:
-                        older.pop(k, None)
-                    gone.append(term)
-            self.index.remove(tid, gone)
-        if p.add:
-            if ptomb or older:
-                fresh = [t for t in p.add if ptomb.get((t, tid), 0) < v and older.get((t, tid), 0) < v]
-                for t in fresh:
-                    ptomb.pop((t, tid), None)
-                    older.pop((t, tid), None)
-            else:
-                fresh = list(p.add)
-            self.index.add(tid, fresh)
+        tables = self._posting_tables()
+        if not any(tables):
+            self.index.remove(tid, p.remove)
+            for t in p.remove:
+                self.posting_tombstones[(t, tid)] = v
+            self.index.add(tid, p.add)
+            if p.edited:
+                for t in p.add:
+                    self.posting_adds[(t, tid)] = v
+            return True
+        ptomb, padd = self.posting_tombstones, self.posting_adds
+        gone = [t for t in p.remove if self._posting_version(tables, (t, tid)) < v]
+        fresh = [t for t in p.add if self._posting_version(tables, (t, tid)) < v]
+        for t in gone:
+            for table in tables:
+                table.pop((t, tid), None)
+            ptomb[(t, tid)] = v
+        for t in fresh:
+            for table in tables:
+                table.pop((t, tid), None)
+            if p.edited:
+                padd[(t, tid)] = v
+        self.index.remove(tid, gone)
+        self.index.add(tid, fresh)
         return True
+
+    def _posting_tables(self) -> tuple[dict[tuple[str, int], int], ...]:
+        return self.posting_tombstones, self._ptomb_old, self.posting_adds, self._padd_old
+
+    @staticmethod
+    def _posting_version(tables: tuple[dict[tuple[str, int], int], ...], k: tuple[str, int]) -> int:
+        """The version of the newest op seen for posting k (0: none kept; an unedited add keeps none)."""
+        return max(t.get(k, 0) for t in tables)
 
     def _streamed(self, p: StreamedPostings) -> bool:
         self.unsure.add(p.term)
@@ -416,10 +438,11 @@ class Shard:
         return 0
 
     def rotate_posting_tombstones(self) -> int:
-        """Drop the older generation of posting tombstones; the current one becomes the older (rule 5 of
-        node/replication/collection.py). -> entries dropped."""
-        dropped = len(self._ptomb_old)
+        """Drop the older generation of posting versions (tombstones and adds); the current one becomes the older
+        (rule 5 of node/replication/collection.py). -> entries dropped."""
+        dropped = len(self._ptomb_old) + len(self._padd_old)
         self._ptomb_old, self.posting_tombstones = self.posting_tombstones, {}
+        self._padd_old, self.posting_adds = self.posting_adds, {}
         return dropped
 
     def drop_tweets_outside(self, ranges: list[tuple[int, int]]) -> tuple[int, int, int]:
@@ -461,7 +484,7 @@ class Shard:
             return hit
 
         dropped = 0
-        for table in (self.posting_tombstones, self._ptomb_old):
+        for table in self._posting_tables():
             gone = [k for k in table if not mine(k[0])]
             for k in gone:
                 del table[k]
@@ -550,6 +573,7 @@ class Shard:
             [(t, i, v) for (t, i), v in itertools.chain(self._ptomb_old.items(), self.posting_tombstones.items())],
             list(self.promised.items()),
             sorted(self.unsure),
+            [(t, i, v) for (t, i), v in itertools.chain(self._padd_old.items(), self.posting_adds.items())],
         )
         parts: list[tuple[str, bytes | memoryview]] = [
             ("shard", _meta_enc.encode(meta)),
@@ -567,6 +591,7 @@ class Shard:
         sh.max_version = meta.max_version
         sh.outbox = {e.tweet_id: e for e in meta.outbox}
         sh.posting_tombstones = {(t, i): v for t, i, v in meta.posting_tombstones}
+        sh.posting_adds = {(t, i): v for t, i, v in meta.posting_adds}
         sh.promised = dict(meta.promised)
         sh.unsure = set(meta.unsure)
         sh._bucket_hash = array("Q")

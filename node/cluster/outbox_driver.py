@@ -78,7 +78,7 @@ class OutboxDriver:
         for e in entries:
             self._driving[e.tweet_id] = ev
         try:
-            by_node, need = ob.plan_drive(entries, self.placement)
+            by_node, need = ob.plan_drive(entries, self.placement, self.shard.store.never_edited)
             acked_by = await self.replicator.fan_out(by_node, None, need)
             done = ob.done_entries(entries, acked_by, need, self.w)
             if done:

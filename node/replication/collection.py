@@ -40,10 +40,10 @@ only once no older copy can ever reach a node again. The rules:
    So the grace must exceed by far the time a write can be in flight (seconds) and the clocks' disagreement;
    the default is Cassandra's 10 days. After collection the id is unknown: a client may create a tweet with it
    again (as in Cassandra); within the grace such a create is refused (409).
-5. Posting tombstones ((term, id) -> version, where postings go through the outbox) only stop an add of an
-   older version that arrives after a remove (a late fan-out or a hint): they are kept by age, in two
-   generations rotated every half grace (`rotation_due`), so each lives between half the grace and the whole
-   grace, longer than any hint.
+5. Posting versions ((term, id) -> version, where postings go through the outbox: tombstones, and the adds of
+   edited tweets) only stop an op of an older version that arrives after a newer one (a late fan-out or a
+   hint): they are kept by age, in two generations rotated every half grace (`rotation_due`), so each lives
+   between half the grace and the whole grace, longer than any hint.
 
 Cleanup (`murmur cleanup`, POST /admin/cleanup), on a settled ring every member agrees on (else 409): a node
 drops the tweets and tombstones whose partition it does not replicate, the postings and posting tombstones of

@@ -9,7 +9,7 @@ Rules:
 2. Any other replica hands an entry it still holds after `grace_s` (it missed the OutboxDone, or the node that
    had the work died) to the acting node, and again every `grace_s` while it is still there.
 3. Each term replica gets one PostingOps per entry with the entry's terms of its partitions (either ring's, while
-   the ring moves). An entry is done once W replicas of every replica set of each of its terms acknowledged;
+   the ring moves), marked `edited` unless the tweet held at that version was never edited and nothing is removed. An entry is done once W replicas of every replica set of each of its terms acknowledged;
    then OutboxDone goes to every replica of the tweet.
 4. Bounded: `scan_max` entries looked at per pass, `batch_max` entries per partition per pass, `batch_max`
    partitions per pass; the first-seen times are pruned when they outgrow the outbox.
@@ -71,16 +71,21 @@ class OutboxPlanner:
         return Due(mine, hand)
 
 
-def plan_drive(entries: list[OutboxEntry], placement: Placement) -> tuple[Sends, Needs]:
+def plan_drive(
+    entries: list[OutboxEntry], placement: Placement, never_edited: Callable[[int, int], bool] = lambda i, v: False
+) -> tuple[Sends, Needs]:
     """Per term replica, the PostingOps of these entries (keyed by position); per entry, its replica sets (rule 3).
-    Acknowledgements are counted per distinct replica set, not per term."""
+    Acknowledgements are counted per distinct replica set, not per term. `never_edited(id, version)`: whether the
+    tweet held at that version never changed its text (the ops say so, and their adds need no kept version)."""
     by_node: Sends = {}
     need: Needs = {}
     for k, e in enumerate(entries):
         adds, rems = set(e.add), set(e.remove)
+        edited = bool(e.remove) or not never_edited(e.tweet_id, e.version)
         for node, terms in placement.terms_by_node(itertools.chain(e.add, e.remove)).items():
             op = PostingOps(
-                e.tweet_id, e.version, tuple(t for t in terms if t in adds), tuple(t for t in terms if t in rems)
+                e.tweet_id, e.version, tuple(t for t in terms if t in adds), tuple(t for t in terms if t in rems),
+                edited,
             )
             by_node.setdefault(node, []).append((k, op))
         need[k] = tuple({reps for t in (*e.add, *e.remove) for reps in placement.term_write_sets(t)})

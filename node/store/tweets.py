@@ -162,6 +162,11 @@ class TweetStore:
         r = self.row(tweet_id)
         return r >= 0 and not self._flags[r] & _DELETED
 
+    def never_edited(self, tweet_id: int, version: int) -> bool:
+        """Whether the tweet is held live at exactly `version` and was never edited (no edited_at)."""
+        r = self.row(tweet_id)
+        return r >= 0 and self._version[r] == version and not self._flags[r] & (_DELETED | _T2)
+
     def is_deleted(self, tweet_id: int) -> bool:
         r = self.row(tweet_id)
         return r >= 0 and bool(self._flags[r] & _DELETED)

@@ -63,6 +63,15 @@ def test_each_replica_gets_exactly_the_terms_of_its_partitions(work: list[tuple[
         assert set(need[k]) == {reps for t in (*e.add, *e.remove) for reps in placement.term_write_sets(t)}
 
 
+def test_ops_are_marked_edited_unless_the_held_tweet_was_never_edited_and_nothing_is_removed() -> None:
+    entries = [OutboxEntry(1, 7, ("x",), ()), OutboxEntry(2, 7, ("x",), ("y",)), OutboxEntry(3, 7, ("x",), ())]
+    by_node, _ = ob.plan_drive(entries, Placement(RING, 3), lambda i, v: i in (1, 2) and v == 7)
+    marks = {op.tweet_id: op.edited for ops in by_node.values() for _, op in ops if isinstance(op, PostingOps)}
+    assert marks == {1: False, 2: True, 3: True}
+    by_node, _ = ob.plan_drive(entries, Placement(RING, 3))  # nothing known of the tweets: the safe mark
+    assert all(op.edited for ops in by_node.values() for _, op in ops if isinstance(op, PostingOps))
+
+
 def test_an_entry_is_done_with_w_acks_in_every_replica_set_and_done_goes_to_every_tweet_replica() -> None:
     entries = [OutboxEntry(1, 7, ("x",), ()), OutboxEntry(2, 7, ("y",), ())]
     need = {0: (("a", "b", "c"),), 1: (("a", "b", "c"), ("b", "c", "d"))}

@@ -138,3 +138,16 @@ def test_compaction_frees_the_removed_rows_and_garbage_text() -> None:
     assert all((t := s.get(i)) is not None and t.text == f"tweet number {i} " * 4 for i in range(2, 20_001, 2))
     assert all(s.get(i) is None and s.tomb(i) is None for i in range(1, 20_001, 2))
     assert not s.needs_compaction()
+
+
+def test_never_edited_is_true_only_for_the_held_version_of_an_unedited_live_tweet() -> None:
+    st_ = TweetStore()
+    t = Tweet(id=5, created_at_ms=5, user="u", text="red", version=3)
+    st_.put(t, bucket(5))
+    assert st_.never_edited(5, 3) and not st_.never_edited(5, 2) and not st_.never_edited(9, 3)
+    st_.put(Tweet(id=5, created_at_ms=5, user="u", text="red", likes=2, version=4), bucket(5))  # a like: no edit
+    assert st_.never_edited(5, 4)
+    st_.put(Tweet(id=5, created_at_ms=5, user="u", text="blue", edited_at_ms=9, version=5), bucket(5))
+    assert not st_.never_edited(5, 5)
+    st_.delete(DeleteTweet(6, 2, 1_000), bucket(6))
+    assert not st_.never_edited(6, 2)
