@@ -480,10 +480,24 @@ class ClusterCoordinator:
                 check_created_at(t.created_at_ms, now)  # a client's time is data: bounded, never the id clock
             if t.id is not None:
                 return m.CreateOp(t, t.id, t.created_at_ms if t.created_at_ms is not None else now, False)
-            ident = self.ids.id_for(t.created_at_ms) if t.created_at_ms is not None else self.ids.next_id(now)
+            ident = self.ids.id_for(t.created_at_ms) if t.created_at_ms is not None else self._new_id(now)
         except IdOutOfRange as e:
             raise InvalidField(str(e), "created_at") from None
         return m.CreateOp(t, ident, t.created_at_ms if t.created_at_ms is not None else now, True)
+
+    def _new_id(self, now: int) -> int:
+        """A new Snowflake id. When this node holds every partition (N = the number of nodes), it skips sequence
+        numbers until the id's partition is one this node would route to itself (LOCAL_ID_TRIES at most): the
+        write then needs no hop to another node's master, and every node still stores every tweet, so the data
+        stays where it would be anyway. Ids stay unique and time-ordered; only the sequence numbers have gaps."""
+        ident = self.ids.next_id(now)
+        if self.service is None or not self.service.local_index:
+            return ident
+        for _ in range(limits.LOCAL_ID_TRIES):
+            if self._acting_for(self.placement.tweet(ident)) == self.me:
+                break
+            ident = self.ids.next_id(now)
+        return ident
 
     async def bulk_create(self, items: list[TweetIn]) -> list[Created | MurmurError]:
         now = self.clock_ms()
@@ -572,6 +586,10 @@ class ClusterCoordinator:
             ("murmur_index_terms", "Distinct terms in the local index", {}, float(ix.terms_count())),
             ("murmur_index_postings", "Postings in the local index", {}, float(ix.postings_count())),
             ("murmur_index_bytes", "Estimated memory of the local index", {}, float(ix.memory_bytes())),
+            ("murmur_index_side_postings", "Postings of tweets that arrived out of id order (no word pairs)", {},
+             float(ix.side_postings_count())),
+            ("murmur_index_pair_postings", "Word-pair postings that speed up phrases (-1: none kept, phrases use "
+             "the words alone)", {}, float(ps[2] if (ps := ix.pairs_stats()) is not None else -1)),
             ("murmur_outbox_pending", "Index work not yet on W copies of its term partitions", {}, float(len(sh.outbox))),
             ("murmur_replication_lag_records", "Index records not yet acknowledged by W copies", {}, float(len(sh.outbox))),
             ("murmur_elections_won_total", "Partition master elections this node won", {}, float(self.service.elections_won)),

@@ -36,3 +36,4 @@ INSTALL_TIMEOUT_S = 60.0  # a node adopting a topology, including the wait for i
 # A write's coordinator routes around a replica suspected by gossip for longer than this (seconds), before it is
 # declared dead; a shorter suspicion (a node slow for a moment) moves no mastership (coordinator._acting_for).
 ROUTE_AROUND_SUSPECT_S = 1.0
+LOCAL_ID_TRIES = 8  # sequence numbers a coordinator skips at most for an id it masters (coordinator._new_id)

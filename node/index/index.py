@@ -208,6 +208,10 @@ class InvertedIndex:
     def terms_count(self) -> int:
         return sum(1 for _ in self.terms())
 
+    def side_postings_count(self) -> int:
+        """Postings of tweets that arrived out of id order (the side table): they have no pairs."""
+        return self._side.postings_count()
+
     def df(self, term: str) -> int:
         return self._main.df(term) + sum(t.df(term) for t in self._id_tables())
 

@@ -8,6 +8,7 @@ one trio.move_on_after), and Peers adopting a newer topology that a peer's ping 
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import trio.testing
 from node.app import REPAIR_QUEUE_MAX
 from node.cluster import limits
 from node.cluster import rebalance as rb
-from node.cluster.coordinator import drive
+from node.cluster.coordinator import ClusterCoordinator, drive
 from node.coordinator import SearchRequest
 from node.errors import Unavailable
 from node.ids import SnowflakeGenerator
@@ -111,21 +112,45 @@ def test_a_full_repair_queue_drops_repairs_and_never_blocks_a_read() -> None:
 # ---------------------------------------------------------------- generated ids
 
 
+def predicted(coord: ClusterCoordinator) -> Callable[[], int]:
+    """The ids coordinator `coord` will generate next, in order (its rule, on a copy of its generator's state)."""
+    shadow = copy.copy(coord)
+    shadow.ids = copy.deepcopy(coord.ids)
+    return lambda: shadow._new_id(NOW_MS)
+
+
 def test_a_generated_id_that_is_taken_is_retried_with_the_next() -> None:
     async def main() -> None:
         cl = MemCluster()
-        predicted = SnowflakeGenerator(1)  # the generator of coordinator "a" (machine 1), same clock
-        first, second = predicted.next_id(NOW_MS), predicted.next_id(NOW_MS)
+        nxt = predicted(cl.coords["a"])
+        first, second = nxt(), nxt()
         await cl.coords["b"].create_tweet(TweetIn(text="a client chose this id", user="x", id=first))
         created = await cl.coords["a"].create_tweet(TweetIn(text="no id given", user="y"))
         assert created.created and created.tweet.id == second  # id_taken, then the next id
         assert (await cl.coords["c"].get_tweet(first)).text == "a client chose this id"  # untouched
         # a deleted id is taken forever, too
-        third = predicted.next_id(NOW_MS)
+        third = nxt()
         await cl.coords["b"].create_tweet(TweetIn(text="soon deleted", user="x", id=third))
         await cl.coords["b"].delete_tweet(third)
         again = await cl.coords["a"].create_tweet(TweetIn(text="no id again", user="y"))
-        assert again.tweet.id == predicted.next_id(NOW_MS)
+        assert again.tweet.id == nxt()
+
+    trio.run(main, clock=mock())
+
+
+def test_generated_ids_are_mastered_by_their_coordinator_when_it_holds_every_partition() -> None:
+    """N = the number of nodes: a coordinator skips sequence numbers until the id's partition routes to itself
+    (no hop to another master); the ids still increase, and are still its own (machine bits)."""
+    async def main() -> None:
+        cl = MemCluster()
+        for name, coord in cl.coords.items():
+            ids = [coord._new_id(NOW_MS) for _ in range(60)]
+            assert ids == sorted(set(ids))
+            assert all(i & 0x1FFF == coord.ids.machine for i in ids)
+            local = sum(coord._acting_for(coord.placement.tweet(i)) == name for i in ids)
+            assert local >= 50, (name, local)  # (2/3)^8 of them may miss after LOCAL_ID_TRIES
+            plain = SnowflakeGenerator(coord.ids.machine)
+            assert sum(coord._acting_for(coord.placement.tweet(plain.next_id(NOW_MS))) == name for _ in range(60)) < 40
 
     trio.run(main, clock=mock())
 
@@ -133,8 +158,8 @@ def test_a_generated_id_that_is_taken_is_retried_with_the_next() -> None:
 def test_generated_id_retries_are_bounded() -> None:
     async def main() -> None:
         cl = MemCluster()
-        predicted = SnowflakeGenerator(1)
-        taken = [predicted.next_id(NOW_MS) for _ in range(limits.ID_RETRIES_MAX)]
+        nxt = predicted(cl.coords["a"])
+        taken = [nxt() for _ in range(limits.ID_RETRIES_MAX)]
         await cl.coords["b"].bulk_create([TweetIn(text=f"taken {i}", user="x", id=i) for i in taken])
         with pytest.raises(Unavailable, match="free id"):
             await cl.coords["a"].create_tweet(TweetIn(text="every id I try is taken", user="y"))
