@@ -323,6 +323,17 @@ def bench_murmur(
             f"acknowledged tweets/s, p50 {pr.p50_ms:.1f} ms, p99 {pr.p99_ms:.1f} ms, max {pr.max_ms:.0f} ms, "
             f"{pr.failed} failed; nodes {pr.node_cores:.2f} cores   target >= {TARGETS['post']:,}/s"
         )
+        if args.profile:  # a second, profiled pass of the same: not a figure
+            prof = Profile(args.pyspy, args.profile_dir, f"{system}-post", {nd.name: nd.proc.pid for nd in nodes})  # type: ignore[union-attr]
+            try:
+                if wrk is not None:
+                    wrk.run(addrs, bodies, POST_CONNS, args.profile_seconds, method="POST")
+                else:
+                    trio_load.run(addrs, [post("/tweets", bd.encode()) for bd in bodies], POST_CONNS, args.profile_seconds)
+            finally:
+                files = prof.stop()
+            res["profile_post"] = {k: str(v) for k, v in files.items()}
+            report(files, "single POST")
         # 4: agreement
         sample = [q for k in KINDS for q in queries[k][:10]] + FIXED + mix[:40]
         ag = trio.run(agreement, addrs, sample)
