@@ -42,8 +42,11 @@ STAGE_TWEETS = 512  # tweets per staging generation (see the module header); a f
 # into main in one step (~16 us a tweet, the indexing that staging deferred): at 16,384 that held a node for
 # ~300 ms every 16 k tweets, at 2,048 ~35 ms, at 512 ~8 ms. Measured with scripts/bench_scale.py --limit 300000
 # (3 nodes, MURMUR_SLOW_STEP_MS=25): steps over 25 ms 457 -> 210, searches during the load p99 212 -> 173 ms,
-# the load rate the same, and 21.2 B/posting against 22.4 (three masters' batches interleave by less than a
-# generation, so the side table does not grow).
+# the load rate the same, and 21.2 B/posting against 22.4. But concurrent bulks interleave by more than a
+# generation: with bench_cluster's ingest (4 clients x 1,000-line bulks, 100 k tweets, 3 nodes) 66-70 % of the
+# postings end in the side table (murmur_index_side_postings), and those tweets get no word pairs; 2,048: 42-45 %,
+# 4,096: 25 %. Carrying the tweets above the newest generation's lowest id into the next generation (instead of
+# flushing them) cut it to 10-16 % but re-added them at every flush: the ingest took 12-13 s instead of 8.7.
 _pair_enc = msgspec.msgpack.Encoder()
 _pair_dec = msgspec.msgpack.Decoder(PairState)
 _DOCNOS_MAX = 1 << 32
