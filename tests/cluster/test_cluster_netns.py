@@ -148,7 +148,7 @@ def test_a_cut_off_node_leaves_reads_exact_and_catches_up_after_the_heal(net: Ne
         net.lab.heal()
     wait_state(net.clients, "n3", "alive")
     # a retry with the same id is safe, and acknowledged now (refusals just after the heal are issue 11 §1's: the
-    # retries here only make sure the data path heals; the contract's "never refused" is the xfail below)
+    # retries here only make sure the data path heals; the contract's "never refused" is the test below)
     got = write_each(net, net.clients, during, retries=10)
     assert set(got.values()) <= {200, 201}, (got, REFUSED)
     got = write_each(net, net.clients, bodies(net, "after", 9), retries=10)
