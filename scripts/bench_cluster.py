@@ -396,6 +396,16 @@ def bench_murmur(
             single[kind] = msgspec.to_builtins(lr)
             print(fmt_row(kind, lr, 1), flush=True)
         res["single"] = single
+        if wrk is not None:  # the same with a C client: the trio client's own reading of each answer is Python
+            print(f"one client, wrk with one connection to {nodes[0].name}, {args.seconds:.0f} s a kind:")
+            print(ROW_HEAD)
+            single_c: dict[str, Any] = {}
+            for kind in KINDS:
+                paths = [search_path(q) for q in queries[kind]]
+                lr = measured(lambda paths=paths: wrk.run(addrs[:1], paths, 1, args.seconds))  # type: ignore[misc]
+                single_c[kind] = msgspec.to_builtins(lr)
+                print(fmt_row(kind, lr, 1), flush=True)
+            res["single_wrk"] = single_c
         print(f"  target: p50 < {TARGETS['single_p50_ms']:.0f} ms for every kind")
     except Exception:
         print(f"Murmur {system} FAILED:\n{traceback.format_exc()}")
@@ -602,6 +612,7 @@ def summary(results: dict[str, dict[str, Any]], mix_label: str) -> None:
         line("  failed / partial", lambda r, lb=label: f"{r['search32'][lb]['failed']} / {r['search32'][lb]['partial']}", "s", "0 / 0")
     for kind in KINDS:
         line(f"one client, {kind}: p50 ms", lambda r, k=kind: r["single"][k]["p50_ms"], ".2f", f"< {TARGETS['single_p50_ms']:.0f}")
+        line("  the same with wrk, one connection", lambda r, k=kind: r["single_wrk"][k]["p50_ms"], ".2f", f"< {TARGETS['single_p50_ms']:.0f}")
     line("agreement: identical of sampled", lambda r: f"{r['agreement']['agree']} / {r['agreement']['queries']}", "s", "all")
 
 
