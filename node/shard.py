@@ -36,9 +36,9 @@ Rules (the one place they live):
 - Collection (node/replication/collection.py has the rules): `collect` drops tombstones a round found on every
   replica past their grace (store rows removed, digest buckets updated; their postings went with the delete);
   while `tombstone_floor_ms` is set, a DeleteTweet deleted at or before it is not stored for an id not held here
-  (it has nothing to hide: rule 3 there). Posting versions (tombstones and adds) live in two generations, the older one
-  dropped at each `rotate_posting_tombstones` (rule 5). Neither is logged: a replay of the WAL brings back what a snapshot
-  had not yet forgotten, to be collected again.
+  (it has nothing to hide: rule 3 there). Posting versions (tombstones and adds) live in two generations, the
+  older one dropped at each `rotate_posting_tombstones` (rule 5). Neither is logged: a replay of the WAL brings
+  back what a snapshot had not yet forgotten, to be collected again.
 - Cleanup: `drop_tweets_outside` / `drop_terms` / `drop_posting_meta_outside` forget the tweets, postings and
   posting tombstones of the ranges this node no longer replicates (the same file says when).
 The tweets themselves live in a column store (node/store/tweets.py); a snapshot is a set of named buffers
@@ -337,27 +337,12 @@ class Shard:
         self.max_version = max(self.max_version, p.version)
         tid, v = p.tweet_id, p.version
         tables = self._posting_tables()
-        if not any(tables):
-            self.index.remove(tid, p.remove)
-            for t in p.remove:
-                self.posting_tombstones[(t, tid)] = v
-            self.index.add(tid, p.add)
-            if p.edited:
-                for t in p.add:
-                    self.posting_adds[(t, tid)] = v
-            return True
-        ptomb, padd = self.posting_tombstones, self.posting_adds
         gone = [t for t in p.remove if self._posting_version(tables, (t, tid)) < v]
         fresh = [t for t in p.add if self._posting_version(tables, (t, tid)) < v]
         for t in gone:
-            for table in tables:
-                table.pop((t, tid), None)
-            ptomb[(t, tid)] = v
+            self._set_posting_version(tables, (t, tid), self.posting_tombstones, v)
         for t in fresh:
-            for table in tables:
-                table.pop((t, tid), None)
-            if p.edited:
-                padd[(t, tid)] = v
+            self._set_posting_version(tables, (t, tid), self.posting_adds if p.edited else None, v)
         self.index.remove(tid, gone)
         self.index.add(tid, fresh)
         return True
@@ -366,9 +351,19 @@ class Shard:
         return self.posting_tombstones, self._ptomb_old, self.posting_adds, self._padd_old
 
     @staticmethod
+    def _set_posting_version(
+        tables: tuple[dict[tuple[str, int], int], ...], k: tuple[str, int], kept: dict[tuple[str, int], int] | None, v: int
+    ) -> None:
+        """Posting k's newest op is now version v: kept in `kept` (None: an unedited add, nothing kept)."""
+        for table in tables:
+            table.pop(k, None)
+        if kept is not None:
+            kept[k] = v
+
+    @staticmethod
     def _posting_version(tables: tuple[dict[tuple[str, int], int], ...], k: tuple[str, int]) -> int:
         """The version of the newest op seen for posting k (0: none kept; an unedited add keeps none)."""
-        return max(t.get(k, 0) for t in tables)
+        return max(t.get(k, 0) for t in tables) if any(tables) else 0
 
     def _streamed(self, p: StreamedPostings) -> bool:
         self.unsure.add(p.term)

@@ -9,8 +9,9 @@ Rules:
 2. Any other replica hands an entry it still holds after `grace_s` (it missed the OutboxDone, or the node that
    had the work died) to the acting node, and again every `grace_s` while it is still there.
 3. Each term replica gets one PostingOps per entry with the entry's terms of its partitions (either ring's, while
-   the ring moves), marked `edited` unless the tweet held at that version was never edited and nothing is removed. An entry is done once W replicas of every replica set of each of its terms acknowledged;
-   then OutboxDone goes to every replica of the tweet.
+   the ring moves), marked `edited` unless the tweet held at that version was never edited and nothing is
+   removed. An entry is done once W replicas of every replica set of each of its terms acknowledged; then
+   OutboxDone goes to every replica of the tweet.
 4. Bounded: `scan_max` entries looked at per pass, `batch_max` entries per partition per pass, `batch_max`
    partitions per pass; the first-seen times are pruned when they outgrow the outbox.
 """
