@@ -60,6 +60,8 @@ JOIN_ATTEMPTS_MAX = 60  # a join retries (another change in progress, a member d
 JOIN_RETRY_S = 5.0
 HINT_REPLAY_INTERVAL_S = 1.0  # how often hints for peers that are up again are replayed
 CLEANUP_WAIT_S = 20.0  # POST /admin/cleanup answers with the result when done by then (else 202: still running)
+SETTLE_CHECK_S = 0.25  # the index is settled (node/index/index.py: staged tweets get docnos and word pairs) once no
+# tweet was staged during one such interval: a step of InvertedIndex.stage_step tweets (~4 ms) at a time
 DRAIN_S = 5.0  # a stopping node waits this long for the HTTP requests under way (new ones get 503 meanwhile)
 
 
@@ -465,6 +467,7 @@ async def _serve(
             nursery.start_soon(service.outbox_loop)
             nursery.start_soon(service.anti_entropy_loop)
             nursery.start_soon(collector.run)  # tombstone collection passes (node/replication/collection.py)
+            nursery.start_soon(_settle_index, shard)
 
             async def send_hints(node: str, payloads: list[bytes]) -> None:
                 await peers.call(node, rm.ApplyReq([decode_record(p) for p in payloads]))
@@ -551,6 +554,19 @@ def mark_decommissioned(node_dir: Path, version: int) -> None:
         f.flush()
         os.fsync(f.fileno())
     fsync_dir(node_dir)
+
+
+async def _settle_index(shard: Shard) -> None:
+    """When writes pause, the tweets the index still stages get their docnos and word pairs, a step at a time
+    (other tasks run between steps; a write arriving stops it: the lowest staged go first, in id order)."""
+    seen = -1
+    while True:
+        await trio.sleep(SETTLE_CHECK_S)
+        ix = shard.index  # replaced when a snapshot is loaded
+        while ix.staged_count() and ix.arrivals == seen and ix is shard.index:
+            ix.settle(ix.stage_step)
+            await trio.lowlevel.checkpoint()
+        seen = shard.index.arrivals
 
 
 async def _stop_on_signal(scope: trio.CancelScope, name: str, front: _Front) -> None:

@@ -69,6 +69,7 @@ from benchlib import (
     pick_queries,
     post,
     random_mix,
+    side_share,
 )
 
 from tests.support.procs import NodeProc, write_config
@@ -297,6 +298,9 @@ def bench_murmur(
             f"tweet ({BULK_CLIENTS} clients, {BATCH_LINES} lines a request)   target >= {TARGETS['bulk']:,}"
             + ("  [py-spy ran during it]" if prof is not None else "")
         )
+        urls = [nd.url for nd in nodes]
+        res["side_share_after_ingest"] = side_share(urls)
+        print(f"index right after the ingest (per node): {res['side_share_after_ingest']}")
         if prof is not None:
             report({k: Path(v) for k, v in res.get("profile_ingest", {}).items()}, "ingest")
         b = trio.run(ingest, addrs, work[cut:], [get(search_path(q)) for q in FIXED])

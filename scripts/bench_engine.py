@@ -56,6 +56,7 @@ def index_murmur(recs: list[Rec], pairs: bool = True) -> tuple[InvertedIndex, fl
     else:
         for r in recs:
             add(r.id, tweet_terms_words(r.text, r.user or "", r.lang)[0])
+    ix.settle()  # the last staged tweets get their docnos and pairs (a node does it when writes pause)
     return ix, time.perf_counter() - t0
 
 

@@ -588,6 +588,8 @@ class ClusterCoordinator:
             ("murmur_index_bytes", "Estimated memory of the local index", {}, float(ix.memory_bytes())),
             ("murmur_index_side_postings", "Postings of tweets that arrived out of id order (no word pairs)", {},
              float(ix.side_postings_count())),
+            ("murmur_index_staged_tweets", "Tweets staged for id order, without docnos and word pairs yet", {},
+             float(ix.staged_count())),
             ("murmur_index_pair_postings", "Word-pair postings that speed up phrases (-1: none kept, phrases use "
              "the words alone)", {}, float(ps[2] if (ps := ix.pairs_stats()) is not None else -1)),
             ("murmur_outbox_pending", "Index work not yet on W copies of its term partitions", {}, float(len(sh.outbox))),

@@ -3,11 +3,17 @@
 Pure core: no I/O, no clock, no tweet storage. It never decides whether a candidate truly matches a phrase or a
 filter; the caller's `accept` does. It never scans a whole posting list to answer a top-k query.
 
-Staging: a new tweet above every docno first goes to the newest of two staging generations (tables keyed by
-id, like the side table); when that one holds STAGE_TWEETS tweets, the generation before it is flushed into
-main in id order and the newest becomes the older. Replicas receive interleaved batches from several masters,
-so arrival order is id order only roughly; staging puts them in order before they get docnos, and only a tweet
-that arrives more than a generation late (a real out-of-order import) goes to the side table.
+Staging: a new tweet above every docno is first staged (kept in a table keyed by id, like the side table); when
+more than stage_keep tweets are staged, the lowest stage_step of them get docnos in id order (appended to main)
+and leave staging. Replicas receive interleaved batches from several masters (and concurrent bulks spread over a
+few thousand ids), so arrival order is id order only roughly; staging puts them in order before they get docnos,
+and only a tweet that arrives below the newest docno (more than stage_keep tweets late: a real out-of-order
+import) goes to the side table. A flush never touches the staging tables: every staged id is above the newest
+docno, so the ids a flush moved to main stay behind as dead entries that each search's lower bound excludes.
+There are two tables (the newest takes the arrivals): the older is dropped once all of its tweets have docnos,
+and the newest becomes the older after 2 x stage_keep arrivals (any tweet the older still stages is re-added to
+it first: few, since by then the flushes have passed nearly all of them). Staged tweets have no word pairs, so
+the shell settles the index (flushes what is staged, a step at a time) when writes pause.
 
 Why document numbers: a tweet whose id is above every id seen gets the next local document number (a uint32,
 4 B per posting instead of 8), and `_ids[docno]` maps it back. `_ids` is strictly ascending, so docno order is
@@ -38,57 +44,63 @@ from node.index.postings import PostingsTable
 from node.query.ast import And, Node, Or, Phrase
 
 ID_MAX = (1 << 64) - 1
-STAGE_TWEETS = 512  # tweets per staging generation (see the module header); a flush moves one generation
-# into main in one step (~16 us a tweet, the indexing that staging deferred): at 16,384 that held a node for
-# ~300 ms every 16 k tweets, at 2,048 ~35 ms, at 512 ~8 ms. Measured with scripts/bench_scale.py --limit 300000
-# (3 nodes, MURMUR_SLOW_STEP_MS=25): steps over 25 ms 457 -> 210, searches during the load p99 212 -> 173 ms,
-# the load rate the same, and 21.2 B/posting against 22.4. But concurrent bulks interleave by more than a
-# generation: with bench_cluster's ingest (4 clients x 1,000-line bulks, 100 k tweets, 3 nodes) 66-70 % of the
-# postings end in the side table (murmur_index_side_postings), and those tweets get no word pairs; 2,048: 42-45 %,
-# 4,096: 25 %. Carrying the tweets above the newest generation's lowest id into the next generation (instead of
-# flushing them) cut it to 10-16 % but re-added them at every flush: the ingest took 12-13 s instead of 8.7.
+STAGE_KEEP = 8192  # tweets kept staged before the lowest go to main (see the module header)
+STAGE_STEP = 256  # tweets a flush moves into main in one step (~16 us each, the indexing staging deferred: ~4 ms)
+# Measured with generations flushed whole (512 tweets a generation, two kept): with bench_cluster's ingest
+# (4 clients x 1,000-line bulks, 100 k tweets, 3 nodes) 66-70 % of the postings ended in the side table
+# (murmur_index_side_postings), without word pairs; 2,048 a generation: 42-45 %, 4,096: 25 %, and a whole
+# generation's flush held a node for ~8 ms at 512, ~35 ms at 2,048, ~300 ms at 16,384. Flushing only the lowest
+# ids decouples the two: the window of ids kept in order (stage_keep) from the length of a step (stage_step).
 _pair_enc = msgspec.msgpack.Encoder()
 _pair_dec = msgspec.msgpack.Decoder(PairState)
 _DOCNOS_MAX = 1 << 32
 
 
 class _Staged:
-    """A staged tweet's terms and words, kept until its generation gets docnos."""
+    """A staged tweet's terms and words, kept until it gets a docno; gen: the staging table that holds it."""
 
-    __slots__ = ("terms", "words")
+    __slots__ = ("gen", "terms", "words")
 
-    def __init__(self, terms: set[str], words: Sequence[str] | None) -> None:
+    def __init__(self, terms: set[str], words: Sequence[str] | None, gen: int) -> None:
         self.terms = terms
         self.words = words
+        self.gen = gen
 
 
 class InvertedIndex:
-    __slots__ = ("_ids", "_main", "_older", "_pairs", "_side", "_stage", "_staged", "_staged_old", "stage_tweets")
+    __slots__ = (
+        "_arrivals_new", "_gen", "_ids", "_live_new", "_main", "_new", "_old", "_pairs", "_side", "_staged",
+        "arrivals", "stage_keep", "stage_step",
+    )
 
-    def __init__(self, pairs: PairIndex | None = None, stage_tweets: int = STAGE_TWEETS) -> None:
+    def __init__(
+        self, pairs: PairIndex | None = None, stage_keep: int = STAGE_KEEP, stage_step: int = STAGE_STEP
+    ) -> None:
+        assert 1 <= stage_step <= stage_keep, (stage_step, stage_keep)
         self._main = PostingsTable("I", track_promotions=True)  # term -> docnos
         self._side = PostingsTable("Q")  # term -> ids of tweets that arrived below the newest id
         self._ids = array("Q")  # docno -> tweet id, strictly ascending
         self._pairs: PairIndex | None = PairIndex() if pairs is None else pairs  # None once blind
-        # The staging generations (see the module header): the newest tweets, keyed by id, before they get docnos.
-        self.stage_tweets = stage_tweets
-        self._stage = PostingsTable("Q")  # the newest generation
-        self._older = PostingsTable("Q")  # the one before, flushed into main when the newest fills up
-        self._staged: dict[int, _Staged] = {}
-        self._staged_old: dict[int, _Staged] = {}
+        # Staging (see the module header): the newest tweets, keyed by id, before they get docnos.
+        self.stage_keep = stage_keep
+        self.stage_step = stage_step
+        self._staged: dict[int, _Staged] = {}  # every staged id (all above the newest docno's id)
+        self._new = PostingsTable("Q")  # the staging table that takes arrivals (generation _gen)
+        self._old = PostingsTable("Q")  # the one before (any other generation)
+        self._gen = 0
+        self._live_new = 0  # staged tweets held by _new (the rest are in _old)
+        self._arrivals_new = 0  # tweets staged into _new since it became the newest
+        self.arrivals = 0  # tweets staged since start: the shell settles the index when it stops moving
 
     # -- writing ------------------------------------------------------------------------------------------
 
     def _locate(self, tweet_id: int) -> tuple[PostingsTable, int, _Staged | None] | None:
-        """Where an indexed id lives: (main, docno, None), (a staging table, id, its entry) or (side, id, None);
+        """Where an indexed id lives: (main, docno, None), (its staging table, id, its entry) or (side, id, None);
         None for an id above the newest in main that is not staged."""
         assert 0 < tweet_id <= ID_MAX, tweet_id
         st = self._staged.get(tweet_id)
         if st is not None:
-            return self._stage, tweet_id, st
-        st = self._staged_old.get(tweet_id)
-        if st is not None:
-            return self._older, tweet_id, st
+            return (self._new if st.gen == self._gen else self._old), tweet_id, st
         ids = self._ids
         if not ids or tweet_id > ids[-1]:
             return None
@@ -101,12 +113,17 @@ class InvertedIndex:
         """Index `tweet_id` under each term. Adding a term it already has is a no-op. `words`: the tweet's whole
         word sequence as it stands after this call (index_terms(t)[1]); without it phrases get slower for good."""
         where = self._locate(tweet_id)
-        if where is None:  # a new tweet above every docno: staged until its generation is flushed in id order
+        if where is None:  # a new tweet above every docno: staged until it is among the lowest staged
             terms = set(terms)
-            self._stage.add_all(terms, tweet_id)
-            self._staged[tweet_id] = _Staged(terms, words)
-            if len(self._staged) >= self.stage_tweets:
-                self._flush_older()
+            self._new.add_all(terms, tweet_id)
+            self._staged[tweet_id] = _Staged(terms, words, self._gen)
+            self._live_new += 1
+            self._arrivals_new += 1
+            self.arrivals += 1
+            if len(self._staged) > self.stage_keep:
+                self._flush_lowest(self.stage_step)
+            if self._arrivals_new >= 2 * self.stage_keep:
+                self._rotate()
             return
         table, key, staged = where
         if staged is not None:
@@ -138,26 +155,44 @@ class InvertedIndex:
             if not docno & pairs.promote_mask:
                 pairs.maybe_promote(self._main, docno + 1)
 
-    def _flush_older(self) -> None:
-        """The newest generation is full: the one before goes into main in id order (any of its ids that is by
-        now below the newest docno, a straggler, into the side table), and the newest becomes the older."""
-        ids = self._ids
-        older = self._staged_old
-        for i in sorted(older):
-            st = older[i]
-            if not st.terms:
-                continue  # removed while staged (deleted)
-            if not ids or i > ids[-1]:
+    def _flush_lowest(self, k: int) -> None:
+        """The lowest `k` staged tweets get docnos, in id order (one removed while staged, with no terms left, only
+        leaves staging). Their entries stay in the staging tables, dead: below every search's lower bound."""
+        staged = self._staged
+        low = sorted(staged)[:k] if k < len(staged) else sorted(staged)
+        gen = self._gen
+        for i in low:
+            st = staged.pop(i)
+            if st.gen == gen:
+                self._live_new -= 1
+            if st.terms:
                 self._append(i, st.terms, st.words)
-            else:
-                self._side.add_all(st.terms, i)
-        self._older, self._staged_old = self._stage, self._staged
-        self._stage, self._staged = PostingsTable("Q"), {}
+        if not staged:
+            self._new, self._old, self._live_new = PostingsTable("Q"), PostingsTable("Q"), 0
+        elif len(staged) == self._live_new and self._old.postings_count():
+            self._old = PostingsTable("Q")  # every tweet it staged has a docno now
+
+    def _rotate(self) -> None:
+        """The newest staging table becomes the older; the tweets the older still stages are re-added to it."""
+        new, gen = self._new, self._gen
+        if len(self._staged) > self._live_new:
+            for i, st in self._staged.items():
+                if st.gen != gen:
+                    new.add_all(st.terms, i)
+                    st.gen = gen
+        self._old, self._new = new, PostingsTable("Q")
+        self._gen, self._live_new, self._arrivals_new = gen + 1, 0, 0
+
+    def settle(self, k: int | None = None) -> int:
+        """Give the lowest `k` staged tweets (all, by default) their docnos and word pairs, as when writes pause.
+        -> how many stay staged."""
+        if self._staged:
+            self._flush_lowest(len(self._staged) if k is None else k)
+        return len(self._staged)
 
     def flush(self) -> None:
-        """Move every staged tweet into main (both generations, in id order): for snapshots."""
-        self._flush_older()
-        self._flush_older()
+        """Move every staged tweet into main, in id order: for snapshots."""
+        self.settle()
 
     def add_many(self, items: Iterable[tuple[int, Iterable[str], Sequence[str] | None]]) -> None:
         """add(id, terms, words) for each item, in order: one entry point for bulk loads and snapshots (give ids
@@ -189,24 +224,41 @@ class InvertedIndex:
         gone = set(terms)
         if not gone:
             return 0
-        dropped = 0
+        dropped = sum(self._staged_df(t) for t in gone)
         for table in (self._main, *self._id_tables()):
             for t in gone:
-                dropped += table.drop(t)
-        for staged in (self._staged, self._staged_old):
-            for st in staged.values():
-                st.terms -= gone
+                n = table.drop(t)
+                if table is self._main or table is self._side:
+                    dropped += n
+        for st in self._staged.values():
+            st.terms -= gone
         self._pairs = None
         return dropped
 
     # -- statistics ---------------------------------------------------------------------------------------
 
     def _id_tables(self) -> tuple[PostingsTable, PostingsTable, PostingsTable]:
-        """The tables keyed by tweet id: the side table and both staging generations."""
-        return self._side, self._stage, self._older
+        """The tables keyed by tweet id: the side table and both staging tables (these with dead entries)."""
+        return self._side, self._new, self._old
+
+    def _staged_floor(self) -> int:
+        """Every id in a staging table at or below this is dead (it has a docno): the newest docno's id."""
+        ids = self._ids
+        return ids[-1] if ids else 0
+
+    def _staged_df(self, term: str) -> int:
+        """The term's live postings in the staging tables."""
+        floor = self._staged_floor()
+        n = 0
+        for table in (self._new, self._old):
+            v = table.get(term)
+            if v is not None:
+                n += len(v) - bisect_right(v, floor)
+        return n
 
     def postings_count(self) -> int:
-        return self._main.postings_count() + sum(t.postings_count() for t in self._id_tables())
+        staged = sum(len(st.terms) for st in self._staged.values())
+        return self._main.postings_count() + self._side.postings_count() + staged
 
     def terms_count(self) -> int:
         return sum(1 for _ in self.terms())
@@ -215,8 +267,12 @@ class InvertedIndex:
         """Postings of tweets that arrived out of id order (the side table): they have no pairs."""
         return self._side.postings_count()
 
+    def staged_count(self) -> int:
+        """Tweets staged (without a docno and word pairs yet)."""
+        return len(self._staged)
+
     def df(self, term: str) -> int:
-        return self._main.df(term) + sum(t.df(term) for t in self._id_tables())
+        return self._main.df(term) + self._side.df(term) + (self._staged_df(term) if self._staged else 0)
 
     def memory_bytes(self) -> int:
         """O(1) estimate of all the index owns: dicts, term strings, posting containers, the docno map (the
@@ -267,11 +323,16 @@ class InvertedIndex:
         main = self._main
         yield from main.terms()
         seen: set[str] = set()
-        for table in self._id_tables():
-            for t in table.terms():
-                if t not in main and t not in seen:
-                    seen.add(t)
-                    yield t
+        for t in self._side.terms():
+            if t not in main and t not in seen:
+                seen.add(t)
+                yield t
+        if self._staged:
+            for table in (self._new, self._old):
+                for t in table.terms():
+                    if t not in main and t not in seen and self._staged_df(t):
+                        seen.add(t)
+                        yield t
 
     # -- searching ----------------------------------------------------------------------------------------
 
@@ -286,7 +347,7 @@ class InvertedIndex:
         dhi = bisect_right(ids, hi) - 1
         dlo = bisect_left(ids, lo)
         main = map(ids.__getitem__, iter_desc(self._main_plan(root), dlo, dhi))
-        others = [iter_desc(compile_plan(root, t.get), lo, hi) for t in self._id_tables() if t.postings_count()]
+        others = [iter_desc(compile_plan(root, t.get), tlo, hi) for t, tlo in self._others(lo)]
         if not others:
             return main
         return heapq.merge(main, *others, reverse=True)
@@ -302,10 +363,19 @@ class InvertedIndex:
         ids = self._ids
         n = limit + 1
         got = [ids[d] for d in top(self._main_plan(root), bisect_left(ids, lo), bisect_right(ids, hi) - 1, n)]
-        others = [top(compile_plan(root, t.get), lo, hi, n) for t in self._id_tables() if t.postings_count()]
+        others = [top(compile_plan(root, t.get), tlo, hi, n) for t, tlo in self._others(lo)]
         if any(others):
             got = sorted(set(got).union(*others), reverse=True)[:n]
         return got[:limit], len(got) <= limit
+
+    def _others(self, lo: int) -> list[tuple[PostingsTable, int]]:
+        """The id-keyed tables worth searching, each with its lower id bound (the staging tables' above their dead
+        entries)."""
+        out = [(self._side, lo)] if self._side.postings_count() else []
+        if self._staged:
+            slo = max(lo, self._staged_floor() + 1)
+            out += [(t, slo) for t in (self._new, self._old) if t.postings_count()]
+        return out
 
     def _main_plan(self, root: Node) -> object:
         pairs = self._pairs
@@ -325,7 +395,7 @@ class InvertedIndex:
         assert count >= 1, count
         if accept is None:
             assert not _has_phrase(root), "a query with phrases needs an accept to verify candidates"
-            if not any(t.postings_count() for t in self._id_tables()):
+            if not self._others(1):
                 hi = ID_MAX if max_id is None else max_id
                 lo = 1 if since_id is None else since_id + 1
                 ids = self._ids

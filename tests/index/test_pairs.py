@@ -48,7 +48,7 @@ query_st = st.tuples(root_st, st.integers(1, 30), st.one_of(st.none(), st.intege
 def test_phrase_search_with_pairs_equals_brute_force(seed: int, df_min: int, ops: list[tuple], queries: list) -> None:
     rng = random.Random(seed)
     ix = InvertedIndex(
-        PairIndex(df_min=df_min, docs_per_df=10**9, check_every=rng.choice([1, 7])), stage_tweets=rng.choice([1, 5])
+        PairIndex(df_min=df_min, docs_per_df=10**9, check_every=rng.choice([1, 7])), stage_keep=rng.choice([1, 5]), stage_step=1
     )
     model: dict[int, tuple[str, ...]] = {}
     for tid in range(1, 301, 2):  # odd ids ascending; even ones are free for out-of-order adds
@@ -87,7 +87,7 @@ def test_phrase_search_with_pairs_equals_brute_force(seed: int, df_min: int, ops
 
 
 def test_pairs_cut_candidates_to_the_adjacent_ones() -> None:
-    ix = InvertedIndex(PairIndex(df_min=40, docs_per_df=10**9, check_every=1), stage_tweets=1)
+    ix = InvertedIndex(PairIndex(df_min=40, docs_per_df=10**9, check_every=1), stage_keep=1, stage_step=1)
     for tid in range(1, 101):  # "a" and "b" in every tweet, adjacent only in every 10th after they got frequent
         ws = ("a", "b") if tid % 10 == 0 else ("a", f"x{tid}", "b")
         ix.add(tid, set(ws), ws)
@@ -113,7 +113,7 @@ def test_add_many_equals_adds_in_order() -> None:
     for tid in tids:
         ws = tuple(rng.choice(WORDS) for _ in range(rng.randint(0, 6)))
         items.append((tid, set(ws) | {f"from:u{tid % 7}"}, ws if tid < 2500 else None))
-    one, many = InvertedIndex(stage_tweets=64), InvertedIndex(stage_tweets=64)
+    one, many = InvertedIndex(stage_keep=64, stage_step=16), InvertedIndex(stage_keep=64, stage_step=16)
     for item in items:
         one.add(*item)
     many.add_many(items)
@@ -128,7 +128,7 @@ def test_add_many_equals_adds_in_order() -> None:
 def test_pair_terms_and_a_fixed_frequent_set() -> None:
     assert pair_terms(("a", "b", "x", "b", "a", "a"), {"a", "b"}) == {"a b", "b a", "a a"}
     assert pair_terms(("a",), {"a"}) == set() and pair_terms((), {"a"}) == set()
-    ix = InvertedIndex(PairIndex(frequent={"a", "b"}), stage_tweets=1)  # frequent from docno 0: no tweet below a cut
+    ix = InvertedIndex(PairIndex(frequent={"a", "b"}), stage_keep=1, stage_step=1)  # frequent from docno 0: no tweet below a cut
     for tid, ws in enumerate([("a", "b"), ("b", "a"), ("a", "x", "b"), ("x", "a", "b", "y")], 1):
         ix.add(tid, set(ws), ws)
     ix.flush()
