@@ -302,6 +302,8 @@ async def scenario(run: Run, corpus: Path, limit: int | None, res: dict[str, Any
             postings, ix_bytes = m.get("murmur_index_postings", 0.0), m.get("murmur_index_bytes", 0.0)
             res["nodes"][n] = {"tweets": tweets, "rss_bytes": rss, "rss_max_load": run.rss[n].get("load", 0),
                                "index_bytes": ix_bytes, "postings": postings,
+                               "side_postings": m.get("murmur_index_side_postings", 0.0),
+                               "pair_postings": m.get("murmur_index_pair_postings", 0.0),
                                "disk_bytes": dir_bytes(cfg.node_dir(n))}
         # snapshots on request, the searches still running
         run.phase = "snapshot"
@@ -346,7 +348,8 @@ async def scenario(run: Run, corpus: Path, limit: int | None, res: dict[str, Any
             f"  {n}: {d['tweets']:,.0f} tweets; RSS {d['rss_bytes'] / 1e6:,.0f} MB at rest = {d['rss_bytes'] / t:,.0f} B/tweet "
             f"(max {d['rss_max_load'] / 1e6:,.0f} MB during the load, {d['rss_max_snapshot'] / 1e6:,.0f} MB during the "
             f"snapshot); index {d['index_bytes'] / 1e6:,.0f} MB for {d['postings']:,.0f} postings = "
-            f"{d['index_bytes'] / max(1.0, d['postings']):.2f} B/posting; disk {d['disk_bytes'] / 1e6:,.0f} MB   "
+            f"{d['index_bytes'] / max(1.0, d['postings']):.2f} B/posting ({d['side_postings'] / max(1.0, d['postings']):.1%} "
+            f"in the side table, {d['pair_postings']:,.0f} word-pair postings); disk {d['disk_bytes'] / 1e6:,.0f} MB   "
             f"target RSS <= {TARGETS['rss_bytes'] / 1e9:.1f} GB"
         )
     # kill -9 of every node, then plain `murmur up`

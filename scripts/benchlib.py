@@ -282,24 +282,14 @@ class Conn:
         self.buf.clear()
 
 
-def node_metrics(url: str, names: tuple[str, ...]) -> dict[str, float]:
-    """The named unlabelled series of a node's GET /metrics (Prometheus text)."""
-    import httpx
-
-    out: dict[str, float] = {}
-    for ln in httpx.get(url + "/metrics", timeout=30).text.splitlines():
-        k, _, v = ln.partition(" ")
-        if k in names:
-            out[k] = float(v)
-    return out
-
-
 def side_share(urls: list[str]) -> str:
     """'side table x % of postings, y staged' per node: how much of the index came in out of id order."""
+    import httpx
+
     keys = ("murmur_index_postings", "murmur_index_side_postings", "murmur_index_staged_tweets")
     parts = []
     for u in urls:
-        m = node_metrics(u, keys)
+        m = prom_values(httpx.get(u + "/metrics", timeout=30).text)
         share = m.get(keys[1], 0) / max(1.0, m.get(keys[0], 0)) * 100
         parts.append(f"{share:.1f} % side, {m.get(keys[2], 0):,.0f} staged")
     return "; ".join(parts)

@@ -69,7 +69,7 @@ class _Staged:
 
 class InvertedIndex:
     __slots__ = (
-        "_arrivals_new", "_gen", "_ids", "_live_new", "_main", "_new", "_old", "_pairs", "_side", "_staged",
+        "_arrivals_new", "_gen", "_ids", "_live_new", "_low", "_main", "_new", "_old", "_pairs", "_side", "_staged",
         "arrivals", "stage_keep", "stage_step",
     )
 
@@ -85,6 +85,7 @@ class InvertedIndex:
         self.stage_keep = stage_keep
         self.stage_step = stage_step
         self._staged: dict[int, _Staged] = {}  # every staged id (all above the newest docno's id)
+        self._low: list[int] = []  # the staged ids as a heap: the lowest come out first
         self._new = PostingsTable("Q")  # the staging table that takes arrivals (generation _gen)
         self._old = PostingsTable("Q")  # the one before (any other generation)
         self._gen = 0
@@ -117,6 +118,7 @@ class InvertedIndex:
             terms = set(terms)
             self._new.add_all(terms, tweet_id)
             self._staged[tweet_id] = _Staged(terms, words, self._gen)
+            heapq.heappush(self._low, tweet_id)
             self._live_new += 1
             self._arrivals_new += 1
             self.arrivals += 1
@@ -158,10 +160,11 @@ class InvertedIndex:
     def _flush_lowest(self, k: int) -> None:
         """The lowest `k` staged tweets get docnos, in id order (one removed while staged, with no terms left, only
         leaves staging). Their entries stay in the staging tables, dead: below every search's lower bound."""
-        staged = self._staged
-        low = sorted(staged)[:k] if k < len(staged) else sorted(staged)
+        staged, low = self._staged, self._low
+        pop = heapq.heappop
         gen = self._gen
-        for i in low:
+        for _ in range(min(k, len(low))):
+            i = pop(low)
             st = staged.pop(i)
             if st.gen == gen:
                 self._live_new -= 1
@@ -261,7 +264,8 @@ class InvertedIndex:
         return self._main.postings_count() + self._side.postings_count() + staged
 
     def terms_count(self) -> int:
-        return sum(1 for _ in self.terms())
+        """O(terms outside main): /metrics asks it, and main holds about a million terms at the corpus's size."""
+        return self._main.terms_count() + sum(1 for _ in self._extra_terms())
 
     def side_postings_count(self) -> int:
         """Postings of tweets that arrived out of id order (the side table): they have no pairs."""
@@ -320,8 +324,12 @@ class InvertedIndex:
 
     def terms(self) -> Iterator[str]:
         """Every term with a posting here, once each (main table first, then the others' new ones)."""
+        yield from self._main.terms()
+        yield from self._extra_terms()
+
+    def _extra_terms(self) -> Iterator[str]:
+        """The terms with a posting here that main has not, once each."""
         main = self._main
-        yield from main.terms()
         seen: set[str] = set()
         for t in self._side.terms():
             if t not in main and t not in seen:
