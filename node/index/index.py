@@ -57,19 +57,19 @@ _DOCNOS_MAX = 1 << 32
 
 
 class _Staged:
-    """A staged tweet's terms and words, kept until it gets a docno; gen: the staging table that holds it."""
+    """A staged tweet's terms and words, kept until it gets a docno, and the staging table that holds it."""
 
-    __slots__ = ("gen", "terms", "words")
+    __slots__ = ("table", "terms", "words")
 
-    def __init__(self, terms: set[str], words: Sequence[str] | None, gen: int) -> None:
+    def __init__(self, terms: set[str], words: Sequence[str] | None, table: PostingsTable) -> None:
         self.terms = terms
         self.words = words
-        self.gen = gen
+        self.table = table
 
 
 class InvertedIndex:
     __slots__ = (
-        "_arrivals_new", "_gen", "_ids", "_live_new", "_low", "_main", "_new", "_old", "_pairs", "_side", "_staged",
+        "_arrivals_new", "_ids", "_live_new", "_low", "_main", "_new", "_old", "_pairs", "_side", "_staged",
         "arrivals", "stage_keep", "stage_step",
     )
 
@@ -86,9 +86,8 @@ class InvertedIndex:
         self.stage_step = stage_step
         self._staged: dict[int, _Staged] = {}  # every staged id (all above the newest docno's id)
         self._low: list[int] = []  # the staged ids as a heap: the lowest come out first
-        self._new = PostingsTable("Q")  # the staging table that takes arrivals (generation _gen)
-        self._old = PostingsTable("Q")  # the one before (any other generation)
-        self._gen = 0
+        self._new = PostingsTable("Q")  # the staging table that takes arrivals
+        self._old = PostingsTable("Q")  # the one before
         self._live_new = 0  # staged tweets held by _new (the rest are in _old)
         self._arrivals_new = 0  # tweets staged into _new since it became the newest
         self.arrivals = 0  # tweets staged since start: the shell settles the index when it stops moving
@@ -101,7 +100,7 @@ class InvertedIndex:
         assert 0 < tweet_id <= ID_MAX, tweet_id
         st = self._staged.get(tweet_id)
         if st is not None:
-            return (self._new if st.gen == self._gen else self._old), tweet_id, st
+            return st.table, tweet_id, st
         ids = self._ids
         if not ids or tweet_id > ids[-1]:
             return None
@@ -117,7 +116,7 @@ class InvertedIndex:
         if where is None:  # a new tweet above every docno: staged until it is among the lowest staged
             terms = set(terms)
             self._new.add_all(terms, tweet_id)
-            self._staged[tweet_id] = _Staged(terms, words, self._gen)
+            self._staged[tweet_id] = _Staged(terms, words, self._new)
             heapq.heappush(self._low, tweet_id)
             self._live_new += 1
             self._arrivals_new += 1
@@ -162,11 +161,11 @@ class InvertedIndex:
         leaves staging). Their entries stay in the staging tables, dead: below every search's lower bound."""
         staged, low = self._staged, self._low
         pop = heapq.heappop
-        gen = self._gen
+        new = self._new
         for _ in range(min(k, len(low))):
             i = pop(low)
             st = staged.pop(i)
-            if st.gen == gen:
+            if st.table is new:
                 self._live_new -= 1
             if st.terms:
                 self._append(i, st.terms, st.words)
@@ -177,25 +176,21 @@ class InvertedIndex:
 
     def _rotate(self) -> None:
         """The newest staging table becomes the older; the tweets the older still stages are re-added to it."""
-        new, gen = self._new, self._gen
+        new = self._new
         if len(self._staged) > self._live_new:
             for i, st in self._staged.items():
-                if st.gen != gen:
+                if st.table is not new:
                     new.add_all(st.terms, i)
-                    st.gen = gen
+                    st.table = new
         self._old, self._new = new, PostingsTable("Q")
-        self._gen, self._live_new, self._arrivals_new = gen + 1, 0, 0
+        self._live_new = self._arrivals_new = 0
 
     def settle(self, k: int | None = None) -> int:
-        """Give the lowest `k` staged tweets (all, by default) their docnos and word pairs, as when writes pause.
-        -> how many stay staged."""
+        """Give the lowest `k` staged tweets (all, by default) their docnos and word pairs: when writes pause, and
+        before a snapshot. -> how many stay staged."""
         if self._staged:
             self._flush_lowest(len(self._staged) if k is None else k)
         return len(self._staged)
-
-    def flush(self) -> None:
-        """Move every staged tweet into main, in id order: for snapshots."""
-        self.settle()
 
     def add_many(self, items: Iterable[tuple[int, Iterable[str], Sequence[str] | None]]) -> None:
         """add(id, terms, words) for each item, in order: one entry point for bulk loads and snapshots (give ids
@@ -227,12 +222,12 @@ class InvertedIndex:
         gone = set(terms)
         if not gone:
             return 0
-        dropped = sum(self._staged_df(t) for t in gone)
-        for table in (self._main, *self._id_tables()):
+        dropped = sum(self._staged_df(t) for t in gone)  # the live ones: the staging tables hold dead ones too
+        for table in (self._main, self._side):
+            dropped += sum(table.drop(t) for t in gone)
+        for table in (self._new, self._old):
             for t in gone:
-                n = table.drop(t)
-                if table is self._main or table is self._side:
-                    dropped += n
+                table.drop(t)
         for st in self._staged.values():
             st.terms -= gone
         self._pairs = None
@@ -303,7 +298,7 @@ class InvertedIndex:
     def dump_parts(self) -> list[tuple[str, bytes | memoryview]]:
         """The index as named buffers (node/storage/parts.py): the docno map, both tables, the pairs. Staged
         tweets are moved into main first (in a snapshot process: its copy of the index)."""
-        self.flush()
+        self.settle()
         parts: list[tuple[str, bytes | memoryview]] = [("ix.ids", memoryview(self._ids).cast("B"))]
         parts += self._main.dump_parts("ix.main")
         parts += self._side.dump_parts("ix.side")

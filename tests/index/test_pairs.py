@@ -91,7 +91,7 @@ def test_pairs_cut_candidates_to_the_adjacent_ones() -> None:
     for tid in range(1, 101):  # "a" and "b" in every tweet, adjacent only in every 10th after they got frequent
         ws = ("a", "b") if tid % 10 == 0 else ("a", f"x{tid}", "b")
         ix.add(tid, set(ws), ws)
-    ix.flush()  # the last staged tweets get their docnos too
+    ix.settle()  # the last staged tweets get their docnos too
     assert ix.pairs_stats() == (2, 1, 6)  # frequent from about docno 40 on: "a b" at ids 50, 60, ..., 100
     phrase = And((Phrase(("a", "b")),))
     cands = list(ix.iter_newest(phrase))
@@ -99,7 +99,7 @@ def test_pairs_cut_candidates_to_the_adjacent_ones() -> None:
     assert 40 <= cut < 50
     assert cands == [100, 90, 80, 70, 60, 50, *range(cut, 0, -1)]
     ix.add(101, {"a", "b"})  # no words: the pairs can no longer be trusted
-    ix.flush()
+    ix.settle()
     assert ix.pairs_stats() is None
     assert len(list(ix.iter_newest(phrase))) == 101
 
@@ -117,8 +117,8 @@ def test_add_many_equals_adds_in_order() -> None:
     for item in items:
         one.add(*item)
     many.add_many(items)
-    one.flush()
-    many.flush()
+    one.settle()
+    many.settle()
     assert one.pairs_stats() is None and many.pairs_stats() is None  # the last ones came without words
     for root in (And((Term("a"),)), And((Phrase(("a", "b")),), (Term("from:u3"),)), And((Or((Term("c"), Term("d"))),))):
         assert list(one.iter_newest(root)) == list(many.iter_newest(root))
@@ -131,6 +131,6 @@ def test_pair_terms_and_a_fixed_frequent_set() -> None:
     ix = InvertedIndex(PairIndex(frequent={"a", "b"}), stage_keep=1, stage_step=1)  # frequent from docno 0: no tweet below a cut
     for tid, ws in enumerate([("a", "b"), ("b", "a"), ("a", "x", "b"), ("x", "a", "b", "y")], 1):
         ix.add(tid, set(ws), ws)
-    ix.flush()
+    ix.settle()
     assert list(ix.iter_newest(And((Phrase(("a", "b")),)))) == [4, 1]
     assert list(ix.iter_newest(And((Phrase(("x", "a", "b")),)))) == [4]

@@ -4,6 +4,7 @@ A rejected write must leave nothing behind (checked by count and by search)."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,6 +190,26 @@ def test_service_endpoints(c: httpx.Client) -> None:
     assert tr["trends"][0]["hashtag"] == "#trendy" and tr["trends"][0]["count"] == 3
     assert_error(c.get("/nope"), 404, "not_found")
     assert c.put("/tweets").status_code == 405
+
+
+def _metric(c: httpx.Client, name: str) -> float:
+    for ln in c.get("/metrics").text.splitlines():
+        if ln.startswith(name + " "):
+            return float(ln.split()[1])
+    raise AssertionError(f"{name} missing from /metrics")
+
+
+def test_staged_tweets_are_settled_when_writes_pause(c: httpx.Client) -> None:
+    """Fewer tweets than the index stages get their docnos and word pairs anyway once writes pause (node/app.py
+    _settle_index): nothing else would flush them."""
+    lines = [f'{{"text": "settle me now number {i}", "user": "s{i % 3}"}}'.encode() for i in range(300)]
+    r = c.post("/tweets/bulk", content=b"\n".join(lines), headers={"content-type": "application/x-ndjson"})
+    assert r.status_code == 200 and r.json()["ingested"] == 300, r.text
+    deadline = time.monotonic() + 20
+    while _metric(c, "murmur_index_staged_tweets") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _metric(c, "murmur_index_staged_tweets") == 0
+    assert len(c.get("/search", params={"q": '"settle me"', "count": 100}).json()["statuses"]) == 100
 
 
 def test_malformed_http_does_not_hurt(node: NodeProc, c: httpx.Client) -> None:
