@@ -3,7 +3,7 @@
 Pure core: no I/O, no clock, no tweet storage. It never decides whether a candidate truly matches a phrase or a
 filter; the caller's `accept` does. It never scans a whole posting list to answer a top-k query.
 
-Staging: a new tweet above every docno is first staged (kept in a table keyed by id, like the side table); when
+Staging: a new tweet above every docno is first staged (kept in a table keyed by id: staging.py); when
 more than stage_keep tweets are staged, the lowest stage_step of them get docnos in id order (appended to main)
 and leave staging. Replicas receive interleaved batches from several masters (and concurrent bulks spread over a
 few thousand ids), so arrival order is id order only roughly; staging puts them in order before they get docnos,
@@ -41,6 +41,7 @@ import msgspec
 from node.index.execute import compile_plan, iter_desc, top
 from node.index.pairs import PairIndex, PairState, dump_pairs, load_pairs
 from node.index.postings import PostingsTable
+from node.index.staging import StagingTable
 from node.query.ast import And, Node, Or, Phrase
 
 ID_MAX = (1 << 64) - 1
@@ -61,7 +62,7 @@ class _Staged:
 
     __slots__ = ("table", "terms", "words")
 
-    def __init__(self, terms: set[str], words: Sequence[str] | None, table: PostingsTable) -> None:
+    def __init__(self, terms: set[str], words: Sequence[str] | None, table: StagingTable) -> None:
         self.terms = terms
         self.words = words
         self.table = table
@@ -86,15 +87,15 @@ class InvertedIndex:
         self.stage_step = stage_step
         self._staged: dict[int, _Staged] = {}  # every staged id (all above the newest docno's id)
         self._low: list[int] = []  # the staged ids as a heap: the lowest come out first
-        self._new = PostingsTable("Q")  # the staging table that takes arrivals
-        self._old = PostingsTable("Q")  # the one before
+        self._new = StagingTable()  # the staging table that takes arrivals
+        self._old = StagingTable()  # the one before
         self._live_new = 0  # staged tweets held by _new (the rest are in _old)
         self._arrivals_new = 0  # tweets staged into _new since it became the newest
         self.arrivals = 0  # tweets staged since start: the shell settles the index when it stops moving
 
     # -- writing ------------------------------------------------------------------------------------------
 
-    def _locate(self, tweet_id: int) -> tuple[PostingsTable, int, _Staged | None] | None:
+    def _locate(self, tweet_id: int) -> tuple[PostingsTable | StagingTable, int, _Staged | None] | None:
         """Where an indexed id lives: (main, docno, None), (its staging table, id, its entry) or (side, id, None);
         None for an id above the newest in main that is not staged."""
         assert 0 < tweet_id <= ID_MAX, tweet_id
@@ -128,8 +129,9 @@ class InvertedIndex:
             return
         table, key, staged = where
         if staged is not None:
-            table.add_all(terms, key)
-            staged.terms.update(terms)
+            fresh = set(terms) - staged.terms  # a staging table takes no (term, id) twice
+            table.add_all(fresh, key)
+            staged.terms |= fresh
             staged.words = words
             return
         table.add_all(terms, key)
@@ -170,9 +172,9 @@ class InvertedIndex:
             if st.terms:
                 self._append(i, st.terms, st.words)
         if not staged:
-            self._new, self._old, self._live_new = PostingsTable("Q"), PostingsTable("Q"), 0
+            self._new, self._old, self._live_new = StagingTable(), StagingTable(), 0
         elif len(staged) == self._live_new and self._old.postings_count():
-            self._old = PostingsTable("Q")  # every tweet it staged has a docno now
+            self._old = StagingTable()  # every tweet it staged has a docno now
 
     def _rotate(self) -> None:
         """The newest staging table becomes the older; the tweets the older still stages are re-added to it."""
@@ -182,7 +184,7 @@ class InvertedIndex:
                 if st.table is not new:
                     new.add_all(st.terms, i)
                     st.table = new
-        self._old, self._new = new, PostingsTable("Q")
+        self._old, self._new = new, StagingTable()
         self._live_new = self._arrivals_new = 0
 
     def settle(self, k: int | None = None) -> int:
@@ -225,9 +227,9 @@ class InvertedIndex:
         dropped = sum(self._staged_df(t) for t in gone)  # the live ones: the staging tables hold dead ones too
         for table in (self._main, self._side):
             dropped += sum(table.drop(t) for t in gone)
-        for table in (self._new, self._old):
+        for stage in (self._new, self._old):
             for t in gone:
-                table.drop(t)
+                stage.drop(t)
         for st in self._staged.values():
             st.terms -= gone
         self._pairs = None
@@ -235,7 +237,7 @@ class InvertedIndex:
 
     # -- statistics ---------------------------------------------------------------------------------------
 
-    def _id_tables(self) -> tuple[PostingsTable, PostingsTable, PostingsTable]:
+    def _id_tables(self) -> tuple[PostingsTable, StagingTable, StagingTable]:
         """The tables keyed by tweet id: the side table and both staging tables (these with dead entries)."""
         return self._side, self._new, self._old
 
@@ -371,10 +373,10 @@ class InvertedIndex:
             got = sorted(set(got).union(*others), reverse=True)[:n]
         return got[:limit], len(got) <= limit
 
-    def _others(self, lo: int) -> list[tuple[PostingsTable, int]]:
+    def _others(self, lo: int) -> list[tuple[PostingsTable | StagingTable, int]]:
         """The id-keyed tables worth searching, each with its lower id bound (the staging tables' above their dead
         entries)."""
-        out = [(self._side, lo)] if self._side.postings_count() else []
+        out: list[tuple[PostingsTable | StagingTable, int]] = [(self._side, lo)] if self._side.postings_count() else []
         if self._staged:
             slo = max(lo, self._staged_floor() + 1)
             out += [(t, slo) for t in (self._new, self._old) if t.postings_count()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from node.text.analyzer import TERM_CHARS_MAX
+from node.text.analyzer import TERM_CHARS_MAX, Analysis
 
 _URL = re.compile(r"https?://\S*")  # the analyser's own patterns, repeated here on purpose: see the test
 _RUN = re.compile(r"\w+")
@@ -39,6 +39,22 @@ def text_terms_words(text: str) -> tuple[set[str], list[str]]:
         out = {t for t in out if len(t) - (t[0] in "#@") <= TERM_CHARS_MAX}
         words = [w for w in words if len(w) <= TERM_CHARS_MAX]
     return out, words
+
+
+def analyse_fast(text: str) -> Analysis:
+    """analyse(text) from regex passes in C (the write path's coordinator builds each new tweet from it): the words
+    in order, and the '#' and '@' runs in first-appearance order without repeats."""
+    s = text.casefold() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
+    if "://" in s:
+        s = _URL.sub(" ", s)
+    words = _RUN.findall(s)
+    tags = tuple(dict.fromkeys(_TAG.findall(s))) if "#" in s else ()
+    mentions = tuple(dict.fromkeys(_MENTION.findall(s))) if "@" in s else ()
+    if len(s) > TERM_CHARS_MAX and max(map(len, words), default=0) > TERM_CHARS_MAX:
+        words = [w for w in words if len(w) <= TERM_CHARS_MAX]
+        tags = tuple(t for t in tags if len(t) <= TERM_CHARS_MAX)
+        mentions = tuple(m for m in mentions if len(m) <= TERM_CHARS_MAX)
+    return Analysis(tuple(words), tags, mentions)
 
 
 def tweet_terms(text: str, user: str, lang: str | None) -> set[str]:

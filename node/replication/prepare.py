@@ -27,11 +27,11 @@ from typing import Any
 import msgspec
 
 from node.errors import Conflict, Deleted, NotFound, StaleEpoch
+from node.index.terms import analyse_fast
 from node.model import build_tweet, same_content
 from node.query.match import analysed_terms, index_terms
 from node.replication import messages as m
 from node.shard import EPOCH_SHIFT, SEQ_MASK, DeleteTweet, PutTweet, Record, Shard, make_version
-from node.text.analyzer import analyse
 
 
 class Versions:
@@ -71,7 +71,7 @@ def prepare_write(
                 return None, m.WriteResult("error", code="id_taken")
             raise Conflict(f"tweet {op.id} exists with other content", "id")
         t = op.tweet
-        a = analyse(t.text)
+        a = analyse_fast(t.text)
         tweet = build_tweet(t, op.id, op.created_at_ms, a, versions.next(0, epoch))
         if local_index:
             return PutTweet(tweet, local=True), m.WriteResult("created", tweet)
@@ -96,7 +96,7 @@ def prepare_write(
     p = op.patch
     changes: dict[str, Any] = {}
     if p.text is not None and p.text != old.text:
-        a = analyse(p.text)
+        a = analyse_fast(p.text)
         changes.update(text=p.text, hashtags=a.hashtags, mentions=a.mentions, edited_at_ms=now)
     if p.likes is not None and p.likes != old.likes:
         changes["likes"] = p.likes

@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from node.index.terms import tweet_terms, tweet_terms_words
+from node.index.terms import analyse_fast, tweet_terms, tweet_terms_words
 from node.model import Tweet
 from node.query.match import index_terms
+from node.text.analyzer import analyse
 
 _PIECES = st.sampled_from(
     ["#", "@", "##", "http://x.y/#a", "https://t.co/@b", " ", "-", "ﬁ", "Ǆ", "ß", "İ", "Straße", "_", "'", "é", "ｆｕｌｌ", "١٢"]
@@ -26,3 +27,11 @@ def test_same_terms_as_index_terms(text: str, user: str, lang: str | None) -> No
     want, words = index_terms(Tweet(1, 0, user, text, lang=lang))
     assert tweet_terms(text, user, lang) == want
     assert tweet_terms_words(text, user, lang) == (want, list(words))
+
+
+@settings(max_examples=500, deadline=None)
+@given(text_st)
+@example("#a #b #a @x @y @x #" + "c" * 64 + " @" + "d" * 65)
+@example("#" + "e" * 65 + " #e")  # the long run is dropped; a short one of its prefix is another tag
+def test_analyse_fast_is_analyse(text: str) -> None:
+    assert analyse_fast(text) == analyse(text)
