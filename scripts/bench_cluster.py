@@ -164,6 +164,8 @@ async def ingest(
                 d = dec.decode(resp)
                 out["ingested"] += d["ingested"]
                 out["failed"] += d["failed"]
+                if d["failed"] and "first_error" not in out:
+                    out["first_error"] = next((it for it in d.get("items", []) if it.get("error")), None)
         finally:
             await conn.aclose()
 
@@ -298,6 +300,8 @@ def bench_murmur(
             f"tweet ({BULK_CLIENTS} clients, {BATCH_LINES} lines a request)   target >= {TARGETS['bulk']:,}"
             + ("  [py-spy ran during it]" if prof is not None else "")
         )
+        if a.get("first_error") is not None:
+            print(f"  the first line refused: {a['first_error']}")
         urls = [nd.url for nd in nodes]
         res["side_share_after_ingest"] = side_share(urls)
         print(f"index right after the ingest (per node): {res['side_share_after_ingest']}")
@@ -314,6 +318,8 @@ def bench_murmur(
             f"searches: p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, max {max(lat, default=float('nan')):.0f} ms, "
             f"{b['s_failed']} failed, {b['s_partial']} partial   target p99 < {TARGETS['ingest_search_p99_ms']:.0f} ms"
         )
+        if args.ingest_only:
+            return res
         # 3: single POST /tweets
         bodies = tweet_bodies(recs, POST_BODIES)
         if wrk is not None:
@@ -635,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-seconds", type=float, default=10.0, help="seconds of each profile (default 10)")
     ap.add_argument("--profile-dir", type=Path, default=None, help="where the profiles go (default: a new temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
+    ap.add_argument("--ingest-only", action="store_true", help="only the two ingest figures (to A/B a write-path change)")
     args = ap.parse_args(argv)
     only = [s for s in SYSTEMS if s in (args.only or SYSTEMS)]
 
