@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -40,7 +41,18 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import DEFAULT_CORPUS, FIXED, Conn, addr_of, get, machine, pct, prom_values, rss_bytes
+from benchlib import (
+    DEFAULT_CORPUS,
+    FIXED,
+    Conn,
+    addr_of,
+    cpu_with_children,
+    get,
+    machine,
+    pct,
+    prom_values,
+    rss_bytes,
+)
 
 from node.cli.procs import is_our_node, read_pid
 from node.config import Config, load_config
@@ -265,6 +277,9 @@ async def scenario(run: Run, corpus: Path, limit: int | None, res: dict[str, Any
         # the load, with the searches running
         run.phase = "load"
         load_log = Path(cfg.path).parent / "murmur-load.stderr"
+        node_pids = {n: read_pid(cfg, n) or 0 for n in NAMES}
+        cpu0 = {n: cpu_with_children(pid) for n, pid in node_pids.items()}
+        kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         with load_log.open("wb") as err:
             p = await trio.run_process(
@@ -272,6 +287,9 @@ async def scenario(run: Run, corpus: Path, limit: int | None, res: dict[str, Any
                 capture_stdout=True, stderr=err, check=False,
             )
         wall = time.perf_counter() - t0
+        cpu1 = {n: cpu_with_children(pid) for n, pid in node_pids.items()}
+        kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        load_cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
         out = p.stdout.decode(errors="replace")
         summary = parse_load(out)
         res["load"] = {**summary, "wall_s": wall, "exit": p.returncode, "search": run.stats("load")}
@@ -283,6 +301,16 @@ async def scenario(run: Run, corpus: Path, limit: int | None, res: dict[str, Any
             f"load: {loaded:,.0f} tweets; murmur load's own rate {summary.get('rate', float('nan')):,.0f} tweets/s, "
             f"by wall time {loaded / wall:,.0f} tweets/s ({wall:.1f} s)   target >= {TARGETS['load']:,}"
         )
+        if loaded:
+            node_cpu = {n: cpu1[n][0] - cpu0[n][0] for n in NAMES}
+            snap_cpu = {n: cpu1[n][1] - cpu0[n][1] for n in NAMES}
+            res["load"]["cpu_s"] = {"nodes": node_cpu, "snapshot_children": snap_cpu, "murmur_load": load_cpu}
+            print(
+                f"  CPU during the load, µs per tweet: nodes {sum(node_cpu.values()) / loaded * 1e6:,.0f} ("
+                + ", ".join(f"{n} {node_cpu[n] / loaded * 1e6:,.0f}" for n in NAMES)
+                + f"), their snapshot processes {sum(snap_cpu.values()) / loaded * 1e6:,.0f}, murmur load "
+                f"{load_cpu / loaded * 1e6:,.0f}; {2 * wall / loaded * 1e6:,.0f} µs of the 2 cores' time per tweet"
+            )
         print(f"  searches during the load (one every {SEARCH_EVERY_S * 1000:.0f} ms, every node in turn): "
               f"{fmt_ms(run.stats('load'))}   target p99 < {TARGETS['p99_ms']:.0f} ms, max < {TARGETS['max_ms']:.0f} ms, none failed")
         during = {n: logs[n].events("snapshot") for n in NAMES}

@@ -326,6 +326,18 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def cpu_with_children(pid: int) -> tuple[float, float]:
+    """(utime + stime of `pid`, cutime + cstime: the CPU of its children it has waited for, e.g. a node's snapshot
+    processes); (0.0, 0.0) if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        tck = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / tck, (int(fields[13]) + int(fields[14])) / tck
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0.0
+
+
 def rss_bytes(pid: int) -> int:
     """VmRSS of `pid` from /proc/<pid>/status (0 if it is gone)."""
     try:

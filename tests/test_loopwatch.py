@@ -40,6 +40,25 @@ def test_a_slow_step_is_counted_and_a_quick_one_is_not() -> None:
     assert watch.slow == 1
 
 
+def test_a_pass_lasts_as_long_as_every_step_ready_in_it() -> None:
+    """Three tasks each hold the loop 20 ms in the same pass (no I/O wait between them): one pass of over 60 ms,
+    though no step is near the threshold."""
+    watch = loopwatch.SlowSteps(threshold_ms=100)
+
+    async def hog() -> None:
+        await trio.lowlevel.checkpoint()
+        _busy(20)
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            for _ in range(3):
+                n.start_soon(hog)
+
+    trio.run(main, instruments=[watch])
+    assert watch.slow == 0
+    assert watch.longest_pass_s >= 0.06
+
+
 def test_where_names_the_frame_a_task_waits_in() -> None:
     seen: list[str] = []
 
