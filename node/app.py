@@ -334,7 +334,11 @@ async def _serve(
     storage = open_storage(node_dir / "storage", cfg.storage, load=Shard.load, mode=mode)  # undecodable: the older one
     front.phase = "loading the snapshot"
     t0 = trio.current_time()
-    async with storage as st, open_peer_pool(cfg.cluster.secret, name) as pool:
+    async with (
+        storage as st,
+        open_peer_pool(cfg.cluster.secret, name) as pool,
+        open_peer_pool(cfg.cluster.secret, name) as read_pool,  # the searches' own connections (peers.READS)
+    ):
         rec = st.take_recovered()
         shard = rec.state if rec.state is not None else Shard()  # loaded by open_storage, in a thread
         rec.close()
@@ -369,7 +373,7 @@ async def _serve(
         placement = Placement(tp.ring_of(topo.members), n_rep)
         grace_ms = int(cfg.storage.tombstone_grace_s * 1000)
         hints = await HintStore.open(node_dir / "hints", ttl_ms=col.hint_ttl_ms(grace_ms), clock_ms=wall_ms)
-        peers = Peers(name, pool, {})  # serves once the service and the keeper exist (node_handler below)
+        peers = Peers(name, pool, {}, read_pool)  # serves once the service and the keeper exist (node_handler below)
         service = NodeService(
             name, shard, st, placement, cfg.cluster.write_quorum, wall_ms, mode, peers=peers, hints=hints
         )

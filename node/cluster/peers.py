@@ -22,6 +22,11 @@ from node.shard import Record
 
 log = structlog.get_logger("murmur.peers")
 
+# The searches' calls: they go over a connection of their own to each peer, so that a search's small frame never
+# waits behind the write path's large ones (a replicated batch of ~1,000 records is ~0.3 MB to send, read, verify
+# and decode) on the same stream; Cassandra keeps small and large messages on separate connections for the same
+# reason.
+READS = (m.WindowReq, m.ProbeReq, m.GetReq, m.QueryReq, m.DigestQueryReq)
 UP_STATES = ("alive", "suspect", "unknown")  # suspect still routes (SWIM); "unknown": configured, not heard of yet
 OnChange = Callable[[str, str], None]
 Handler = Callable[[Any, str], Awaitable[Any]]  # (request, calling node) -> answer; raises MurmurError
@@ -37,10 +42,11 @@ async def call_local(handler: Handler, req: Any, me: str, timeout_s: float) -> A
 
 
 class Peers:
-    def __init__(self, me: str, pool: Any, addrs: dict[str, tuple[str, int]]) -> None:
+    def __init__(self, me: str, pool: Any, addrs: dict[str, tuple[str, int]], read_pool: Any = None) -> None:
         self.me = me
         self._handler: Handler | None = None  # this node's dispatch, once it serves (see `serve`)
         self.pool = pool
+        self.read_pool = pool if read_pool is None else read_pool  # for READS
         self.addrs = addrs
         # gossip's view: "alive" | "suspect" | "dead" | "left"; "unknown" for a configured node not heard of yet
         self.state: dict[str, str] = {n: ("alive" if n == me else "unknown") for n in addrs}
@@ -96,6 +102,8 @@ class Peers:
             self.tweets.pop(node, None)
         elif state == "alive" and node in self.addrs and hasattr(self.pool, "retry_now"):
             self.pool.retry_now(self.addrs[node])
+            if self.read_pool is not self.pool:
+                self.read_pool.retry_now(self.addrs[node])
         log.info("member_state", peer=node, state=state)
         for fn in self._listeners:
             fn(node, state)
@@ -104,7 +112,8 @@ class Peers:
         if node == self.me:
             return await call_local(self._handle(), req, self.me, timeout_s)
         method = getattr(req, "rpc_name", type(req).__name__)
-        body = await self.pool.call(self.addrs[node], method, m.encode(req), timeout_s)
+        pool = self.read_pool if isinstance(req, READS) else self.pool
+        body = await pool.call(self.addrs[node], method, m.encode(req), timeout_s)
         return m.decode(body)
 
     async def dispatch(self, method: str, body: bytes, peer: str) -> bytes:

@@ -19,6 +19,7 @@ from node.errors import ConfigError, InvalidRequest
 from node.membership import messages as m
 from node.membership.config import MembershipConfig
 from node.membership.shell import GossipShell, open_packet, split_addr
+from node.replication import messages as rm
 from node.transport.client import open_peer_pool
 from node.transport.server import serve_rpc
 
@@ -210,6 +211,29 @@ def test_peers_is_up_and_change_listeners() -> None:
         assert p.is_up("b") is up, state
     p.set_state("b", "alive")  # no change: no call
     assert got == [("b", "alive"), ("b", "suspect"), ("b", "dead"), ("b", "left"), ("b", "alive")]
+
+
+def test_searches_call_peers_over_their_own_connections() -> None:
+    """A search's calls (peers.READS) go through the read pool, the write path's through the other: a replicated
+    batch never holds a search's frame up on the same stream."""
+    calls: list[tuple[str, str]] = []
+
+    class FakePool:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def call(self, addr: tuple[str, int], method: str, body: bytes, timeout_s: float) -> bytes:
+            calls.append((self.name, method))
+            return rm.encode(rm.WindowResp([]) if method == "WindowReq" else rm.ApplyResp(0))
+
+    p = Peers("a", FakePool("writes"), {"a": (HOST, 1), "b": (HOST, 2)}, FakePool("reads"))
+
+    async def main() -> None:
+        await p.call("b", rm.WindowReq([]))
+        await p.call("b", rm.ApplyReq([]))
+
+    trio.run(main)
+    assert calls == [("reads", "WindowReq"), ("writes", "ApplyReq")]
 
 
 CONF = """
