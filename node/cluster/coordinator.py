@@ -404,7 +404,9 @@ class ClusterCoordinator:
         backoff = limits.WRITE_RETRY_MIN_S
         while todo:
             by_master: dict[str, list[int]] = {}
-            for k in todo:
+            for j, k in enumerate(todo):
+                if j and not j % limits.PLACE_EVERY:
+                    await trio.lowlevel.checkpoint()
                 place[k] = self.placement.tweet(ops[k].id)  # once per op and try (the ring may move between tries)
                 nd = self._acting_for(place[k], tried[k])
                 if nd is None and tried[k]:  # every replica tried: start over (one may be back by now)
@@ -504,6 +506,8 @@ class ClusterCoordinator:
         out: list[Created | MurmurError | None] = [None] * len(items)
         ops: dict[int, m.CreateOp] = {}
         for k, t in enumerate(items):
+            if k and not k % limits.PLACE_EVERY:
+                await trio.lowlevel.checkpoint()  # searches interleave with a big bulk's id generation
             try:
                 ops[k] = self._new_op(t, now)
             except MurmurError as e:

@@ -8,6 +8,9 @@ WRITE_RETRY_MIN_S = 0.05  # backoff between two tries of a write: doubles from t
 WRITE_RETRY_MAX_S = 0.5  # ... up to this
 APPLY_RECORDS_MAX = 4096  # records in one ApplyReq (bigger batches are split)
 YIELD_EVERY = 64  # records (or ops) a batch handles between two checkpoints, so that searches interleave (256: p50 120 ms of searches during a 300 k load, 64: 68 ms)
+# Ops a coordinator places (new ids, ring look-ups) between two checkpoints: a 1,000-line bulk held a node for one
+# step of ~40 ms (MURMUR_SLOW_STEP_MS=25, a 200 k load: 47 such steps on n1, from the bulk's parse to its first send).
+PLACE_EVERY = 256
 STRAGGLERS_MAX = 256  # fan-out sends still under way after their write was acknowledged at W (then: wait for all)
 WINDOW_ITEMS_MAX = 256  # terms in one WindowReq / ProbeReq
 PROBE_IDS_MAX = 4096  # ids probed per term per call

@@ -62,7 +62,9 @@ class Replicator:
         by_node: dict[str, list[tuple[int, Record]]] = {}
         node_pids: dict[str, set[int]] = {}
         need: dict[int, tuple[tuple[str, ...], ...]] = {}
-        for key, rec in items:
+        for j, (key, rec) in enumerate(items):
+            if j and not j % limits.PLACE_EVERY:
+                await trio.lowlevel.checkpoint()  # a big batch's grouping does not hold the node's searches up
             tid = rec_id(rec)
             pid = self.placement.tweet_partition(tid)[0]
             need[key] = sets = self.placement.tweet_write_sets(tid)

@@ -83,7 +83,11 @@ class WritePath:
 
     async def _write(self, ops: list[m.WriteOp]) -> list[m.WriteResult]:
         results: list[m.WriteResult | None] = [None] * len(ops)
-        parts = [self.placement.tweet_partition(op.id) for op in ops]
+        parts = []
+        for start in range(0, len(ops), limits.PLACE_EVERY):
+            if start:
+                await trio.lowlevel.checkpoint()
+            parts += [self.placement.tweet_partition(op.id) for op in ops[start : start + limits.PLACE_EVERY]]
         epochs: dict[int, int] = {}
         failed: dict[int, MurmurError] = {}
 
