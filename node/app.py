@@ -27,7 +27,7 @@ import trio
 from node.cluster import rebalance as rb
 from node.cluster.collector import Collector
 from node.cluster.coordinator import ClusterCoordinator
-from node.cluster.peers import Peers
+from node.cluster.peers import READ_METHODS, Peers
 from node.cluster.placement import Placement
 from node.cluster.service import NodeService, node_handler
 from node.config import Config
@@ -463,7 +463,15 @@ async def _serve(
             )
             await nursery.start(service.run)  # its background sends (fan-outs answered at W)
             await nursery.start(gossip.run)  # cancelled with the rest on SIGTERM: then it leaves (Left)
-            await nursery.start(partial(serve_rpc, peers.dispatch, me.host, me.gossip_port, cfg.cluster.secret, name))
+            lane = service.replica.lane
+            await nursery.start(
+                partial(
+                    serve_rpc, peers.dispatch, me.host, me.gossip_port, cfg.cluster.secret, name,
+                    # a search's call marks a search under way here too: this node's writers hold their next
+                    # chunk back until it is answered (bounded, node/cluster/lanes.py), as for its own searches
+                    urgent=lambda method: lane.searching() if method in READ_METHODS else None,
+                )
+            )
             front.target = handler  # the HTTP port has been open since start-up: from now on it serves
             nursery.start_soon(snap.run)
             nursery.start_soon(peers.count_loop)  # tweet counts for /cluster; liveness is gossip's

@@ -27,6 +27,7 @@ log = structlog.get_logger("murmur.peers")
 # and decode) on the same stream; Cassandra keeps small and large messages on separate connections for the same
 # reason.
 READS = (m.WindowReq, m.ProbeReq, m.GetReq, m.QueryReq, m.DigestQueryReq)
+READ_METHODS = frozenset(getattr(c, "rpc_name", c.__name__) for c in READS)  # their RPC method names
 UP_STATES = ("alive", "suspect", "unknown")  # suspect still routes (SWIM); "unknown": configured, not heard of yet
 OnChange = Callable[[str, str], None]
 Handler = Callable[[Any, str], Awaitable[Any]]  # (request, calling node) -> answer; raises MurmurError

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,11 @@ def route(handlers: Mapping[str, Handler]) -> Dispatch:
     return dispatch
 
 
+# method -> a context to hold from the request's arrival until its answer is queued (None: nothing to hold): how
+# the node lets its writers know that a search's call is under way here (node/cluster/lanes.py).
+Urgent = Callable[[str], AbstractContextManager[None] | None]
+
+
 @dataclass
 class _Server:
     dispatch: Dispatch
@@ -65,6 +71,7 @@ class _Server:
     established: int = 0
     handshakes: dict[object, trio.CancelScope] | None = None  # pending handshakes, oldest first
     refused: int = 0  # connections refused so far; logged at 1, 2, 4, 8...: a flood cannot flood the log
+    urgent: Urgent | None = None
 
     def log_refused(self, remote: str, claimed: str | None, error: str) -> None:
         self.refused += 1
@@ -95,6 +102,7 @@ async def serve_rpc(
     inflight_per_connection_max: int = INFLIGHT_PER_CONNECTION_MAX,
     inflight_max: int = INFLIGHT_MAX,
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+    urgent: Urgent | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled. Calls `task_status.started(bound_port)` once listening; a taken port raises OSError."""
@@ -114,6 +122,7 @@ async def serve_rpc(
         connections_max=connections_max,
         handshakes_max=handshakes_max,
         handshakes={},
+        urgent=urgent,
     )
     _log.info("rpc_listening", host=host, port=bound)
     async with trio.open_nursery() as nursery:
@@ -203,7 +212,10 @@ async def _serve(wire: Wire, peer: str, server: _Server) -> None:
                 # Waiting here stops reading: a peer that sends too much is slowed by TCP, not by our memory.
                 await per_conn.acquire()
                 await server.inflight.acquire()
-                nursery.start_soon(_run, msg, peer, server, out_send, per_conn)
+                hold = server.urgent(msg.method) if server.urgent is not None else None
+                if hold is not None:
+                    hold.__enter__()  # left by _run, after its answer is queued
+                nursery.start_soon(_run, msg, peer, server, out_send, per_conn, hold)
         except ProtocolError as e:
             _log.warning("rpc_protocol_error", peer=peer, error=str(e))
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -221,7 +233,12 @@ async def _write_or_cancel(wire: Wire, frames: trio.MemoryReceiveChannel[bytearr
 
 
 async def _run(
-    req: Request, peer: str, server: _Server, out: trio.MemorySendChannel[bytearray], per_conn: trio.Semaphore
+    req: Request,
+    peer: str,
+    server: _Server,
+    out: trio.MemorySendChannel[bytearray],
+    per_conn: trio.Semaphore,
+    hold: AbstractContextManager[None] | None = None,
 ) -> None:
     try:
         resp = await _answer(req, peer, server.dispatch)
@@ -236,6 +253,8 @@ async def _run(
     finally:
         server.inflight.release()
         per_conn.release()
+        if hold is not None:
+            hold.__exit__(None, None, None)
 
 
 async def _answer(req: Request, peer: str, dispatch: Dispatch) -> Response:

@@ -119,6 +119,47 @@ def test_round_trip_carries_body_and_authenticated_peer_name() -> None:
     run(t)
 
 
+def test_an_urgent_method_is_held_from_its_arrival_until_its_answer_and_then_let_go() -> None:
+    """serve_rpc(urgent=...): the context it gives for a method is held while that request runs (the node's
+    writers hold back meanwhile), and left afterwards, also when the handler fails; other methods hold nothing."""
+    held: list[str] = []
+    seen: list[tuple[str, list[str]]] = []
+
+    class Hold:
+        def __init__(self, method: str) -> None:
+            self.method = method
+
+        def __enter__(self) -> None:
+            held.append(self.method)
+
+        def __exit__(self, *exc: object) -> None:
+            held.remove(self.method)
+
+    async def handler(method: str, body: bytes, peer: str) -> bytes:
+        seen.append((method, list(held)))
+        if body == b"fail":
+            raise NotFound("no such thing")
+        return body
+
+    async def t() -> None:
+        async with trio.open_nursery() as n:
+            port = await n.start(
+                partial(_server, urgent=lambda method: Hold(method) if method == "read" else None),
+                trio.CancelScope(), handler,
+            )
+            async with open_peer_pool(SECRET, "cli") as pool:
+                addr = ("127.0.0.1", port)
+                assert await pool.call(addr, "read", b"x", 2.0) == b"x"
+                assert await pool.call(addr, "write", b"y", 2.0) == b"y"
+                with pytest.raises(RpcError):
+                    await pool.call(addr, "read", b"fail", 2.0)
+                assert held == []
+            n.cancel_scope.cancel()
+
+    run(t)
+    assert seen == [("read", ["read"]), ("write", []), ("read", ["read"])]
+
+
 def test_200_concurrent_calls_share_one_connection_and_get_their_own_answers() -> None:
     async def t() -> None:
         e = Echo()
