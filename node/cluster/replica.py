@@ -60,7 +60,7 @@ class Replica:
         self.clock_ms = clock_ms
         self.local_index = local_index
         # The write lane: the chunks of records that writes apply (a replica's batch, a master's prepared ops)
-        # take turns on it, YIELD_EVERY records at a time. trio runs ready tasks first come, first served, with
+        # take turns on it, YIELD_EVERY records at a time (SEARCH_CHUNK while a search is under way). trio runs ready tasks first come, first served, with
         # no priorities, so a search's every step used to wait behind one chunk of EVERY write batch in flight
         # (p50 ~180 ms during a bulk load); with the lane, the writers wait on the lock, not in the run queue, and
         # a search step waits for at most the one chunk that is running. The lock is fair (FIFO), so the batches
@@ -98,10 +98,13 @@ class Replica:
             records = local
         now = self.clock_ms()
         changed = 0
-        for start in range(0, len(records), limits.YIELD_EVERY):
+        start = 0
+        while start < len(records):
             async with self.lane:  # a big batch does not hold searches up (snapshots: see _Snapshotter)
-                for r in records[start : start + limits.YIELD_EVERY]:
+                end = start + self.lane.chunk(limits.YIELD_EVERY)
+                for r in records[start:end]:
                     changed += self.apply_one(r, now)
+            start = end
         await self.wal.append([e if e is not None else encode_record(r) for r, e in zip(records, encoded, strict=True)])
         return changed
 

@@ -111,9 +111,12 @@ class WritePath:
         now = self.clock_ms()
         pending: list[tuple[int, Record]] = []
         fences: dict[int, int] = {}
-        for start in range(0, len(ops), limits.YIELD_EVERY):
-            async with self.replica.lane:  # between chunks of ops: each op's check and apply stay together
-                for i in range(start, min(len(ops), start + limits.YIELD_EVERY)):
+        lane = self.replica.lane
+        start = 0
+        while start < len(ops):
+            async with lane:  # between chunks of ops: each op's check and apply stay together
+                end = min(len(ops), start + lane.chunk(limits.YIELD_EVERY))
+                for i in range(start, end):
                     op = ops[i]
                     pid = parts[i][0]
                     if pid in failed:
@@ -132,6 +135,7 @@ class WritePath:
                         self.replica.apply_one(rec, now)  # visible to the next op's checks before any await
                         pending.append((i, rec))
                         fences[pid] = epochs[pid]
+            start = end
         unconfirmed = {
             parts[i][0] for i, r in enumerate(results) if r is not None and r.code in _DEFINITE
         }

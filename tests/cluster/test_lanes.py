@@ -6,7 +6,7 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from node.cluster.lanes import WriteLane
+from node.cluster.lanes import SEARCH_CHUNK, WriteLane
 
 
 def test_one_chunk_at_a_time() -> None:
@@ -81,3 +81,12 @@ def test_no_search_no_wait() -> None:
         assert trio.current_time() == t0 and lane.deferred == 0
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_chunks_are_small_only_while_a_search_is_under_way() -> None:
+    lane = WriteLane()
+    assert lane.chunk(64) == 64
+    with lane.searching():
+        assert lane.chunk(64) == SEARCH_CHUNK < 64
+        assert lane.chunk(8) == 8
+    assert lane.chunk(64) == 64
