@@ -60,11 +60,12 @@ class Replica:
         self.clock_ms = clock_ms
         self.local_index = local_index
         # The write lane: the chunks of records that writes apply (a replica's batch, a master's prepared ops)
-        # take turns on it, YIELD_EVERY records at a time (SEARCH_CHUNK while a search is under way). trio runs ready tasks first come, first served, with
-        # no priorities, so a search's every step used to wait behind one chunk of EVERY write batch in flight
-        # (p50 ~180 ms during a bulk load); with the lane, the writers wait on the lock, not in the run queue, and
-        # a search step waits for at most the one chunk that is running. The lock is fair (FIFO), so the batches
-        # still share it evenly, and throughput is the same work in another order.
+        # take turns on it, YIELD_EVERY records at a time (SEARCH_CHUNK while a search is under way). trio runs
+        # ready tasks first come, first served, with no priorities, so a search's every step used to wait behind
+        # one chunk of EVERY write batch in flight (p50 ~180 ms during a bulk load); with the lane, the writers
+        # wait on the lock, not in the run queue, and a search step waits for at most the one chunk that is
+        # running. The lock is fair (FIFO), so the batches still share it evenly, and throughput is the same work
+        # in another order.
         self.lane = WriteLane()  # one write chunk at a time; searches first (node/cluster/lanes.py)
 
     # ------------------------------------------------------------ writes to this copy

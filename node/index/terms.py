@@ -23,11 +23,15 @@ def text_terms(text: str) -> set[str]:
     return text_terms_words(text)[0]
 
 
+def _folded(text: str) -> str:
+    """The analyser's normalise(text) with its URLs blanked (ASCII text needs no NFKC)."""
+    s = text.casefold() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
+    return _URL.sub(" ", s) if "://" in s else s
+
+
 def text_terms_words(text: str) -> tuple[set[str], list[str]]:
     """(text_terms(text), the analyser's word sequence: Analysis.words), from the same regex passes."""
-    s = text.casefold() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
-    if "://" in s:
-        s = _URL.sub(" ", s)
+    s = _folded(text)
     words = _RUN.findall(s)
     out = set(words)
     if "#" in s:
@@ -44,9 +48,7 @@ def text_terms_words(text: str) -> tuple[set[str], list[str]]:
 def analyse_fast(text: str) -> Analysis:
     """analyse(text) from regex passes in C (the write path's coordinator builds each new tweet from it): the words
     in order, and the '#' and '@' runs in first-appearance order without repeats."""
-    s = text.casefold() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
-    if "://" in s:
-        s = _URL.sub(" ", s)
+    s = _folded(text)
     words = _RUN.findall(s)
     tags = tuple(dict.fromkeys(_TAG.findall(s))) if "#" in s else ()
     mentions = tuple(dict.fromkeys(_MENTION.findall(s))) if "@" in s else ()

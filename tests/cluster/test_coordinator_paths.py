@@ -304,3 +304,45 @@ def test_a_brief_suspicion_moves_no_mastership_and_a_long_one_routes_around() ->
         assert "b" in _masters(cl, pid), "back to the preferred replica once it is alive"
 
     trio.run(main, clock=mock())
+
+
+# ---------------------------------------------------------------- bounded steps
+
+
+@pytest.mark.parametrize("place_every", [limits.PLACE_EVERY, 10**9])
+def test_a_big_bulk_places_its_ops_a_bounded_number_at_a_time(
+    monkeypatch: pytest.MonkeyPatch, place_every: int
+) -> None:
+    """No step of any task (from its resumption to its next yield) makes more than a few PLACE_EVERY ring look-ups
+    for a 6,000-line bulk: the coordinator's routing, the master's partitioning and the fan-out's grouping each
+    yield every PLACE_EVERY ops (a step may end one loop's last stretch and start the next's). The same bulk with
+    no such yields (PLACE_EVERY past its size) makes them all in one step: the bound is theirs."""
+    from node.cluster.placement import Placement
+
+    monkeypatch.setattr(limits, "PLACE_EVERY", place_every)
+    in_step = [0]
+    longest = [0]
+    for name in ("tweet", "tweet_partition"):
+        orig = getattr(Placement, name)
+
+        def counted(self: Placement, tweet_id: int, _orig: Callable = orig) -> tuple[int, tuple[str, ...]]:
+            in_step[0] += 1
+            longest[0] = max(longest[0], in_step[0])
+            return _orig(self, tweet_id)
+
+        monkeypatch.setattr(Placement, name, counted)
+
+    class Steps(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            in_step[0] = 0
+
+    async def main() -> None:
+        cl = MemCluster()
+        res = await cl.coords["a"].bulk_create([TweetIn(text=f"bulk {i}", user="u", id=1000 + i) for i in range(6000)])
+        assert all(not isinstance(r, Exception) for r in res)
+
+    trio.run(main, clock=mock(), instruments=[Steps()])
+    if place_every < 6000:
+        assert longest[0] <= 3 * place_every
+    else:
+        assert longest[0] >= 6000
