@@ -48,6 +48,11 @@ def test_snapshot_on_request_then_kill_and_restart(tmp_path: Path) -> None:
             assert r.status_code == 202 and r.json()["status"] in ("started", "running"), r.text
             assert c.get("/health").status_code == 200  # answered while the child writes
             ((lsn1, _),) = _wait_snapshots(storage, 1)
+            # the parent removes the WAL the snapshot covers once it has seen the child exit (polled): after the
+            # snapshot file appears, not with it
+            deadline = time.monotonic() + 10
+            while len(list_segments(storage)) >= segments_before and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert len(list_segments(storage)) < segments_before  # the WAL it covers is gone
             second = bulk_load(c, bodies[2000:2600])
             out = subprocess.run(
