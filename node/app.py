@@ -511,6 +511,9 @@ def _storage_figures(st: Any, snap: _Snapshotter) -> dict[str, float | None]:
         "free_bytes": None if st.free_bytes is None else float(st.free_bytes),
         "wal_write_errors": float(st.stats.write_errors),
         "wal_fsync_errors": float(st.stats.fsync_errors),
+        "wal_batches": float(st.stats.batches),
+        "wal_records": float(st.stats.records),
+        "wal_fsyncs": float(st.stats.fsyncs),
         "snapshots": float(snap.taken),
         "snapshots_failed": float(snap.failed),
     }

@@ -8,6 +8,7 @@ never from client input, so the number of series stays bounded.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -56,6 +57,9 @@ STORAGE_FAMILIES: dict[str, tuple[str, str, str]] = {
                    "Bytes free on the storage's file system at the last check (made when free_bytes_min is set)"),
     "wal_write_errors": ("counter", "murmur_wal_write_errors", "WAL batch writes or their fsync that failed, retries included"),
     "wal_fsync_errors": ("counter", "murmur_wal_fsync_errors", "Background WAL fsyncs (fsync = everysec) that failed"),
+    "wal_batches": ("counter", "murmur_wal_batches", "WAL group commits written (one write, and with fsync = always one fsync)"),
+    "wal_records": ("counter", "murmur_wal_records", "WAL records written; records / batches is the mean group commit"),
+    "wal_fsyncs": ("counter", "murmur_wal_fsyncs", "WAL fsyncs"),
     "snapshots": ("counter", "murmur_snapshots", "Snapshots written since start"),
     "snapshots_failed": ("counter", "murmur_snapshots_failed",
                          "Snapshots that failed since start (full disk, I/O error, the child killed); each is retried"),
@@ -84,6 +88,8 @@ class HttpMetrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
+        # (route, method, status) -> its two series; bounded: routes, methods and statuses are fixed sets
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "murmur_http_requests_total",
             "HTTP requests answered, by route, method and status",
@@ -141,9 +147,13 @@ class HttpMetrics:
         self._storage.source = source
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        st = str(status)
-        self.requests.labels(route, method, st).inc()
-        self.latency.labels(route, st).observe(seconds)
+        key = (route, method, status)
+        pair = self._children.get(key)
+        if pair is None:  # labels() validates and locks on every call: each series is looked up once
+            st = str(status)
+            pair = self._children[key] = (self.requests.labels(route, method, st), self.latency.labels(route, st))
+        pair[0].inc()
+        pair[1].observe(seconds)
 
     def error(self, code: str) -> None:
         self.errors.labels(code).inc()

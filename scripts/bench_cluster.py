@@ -344,6 +344,8 @@ def bench_murmur(
                 files = prof.stop()
             res["profile_post"] = {k: str(v) for k, v in files.items()}
             report(files, "single POST")
+        if args.writes_only:
+            return res
         # 4: agreement
         sample = [q for k in KINDS for q in queries[k][:10]] + FIXED + mix[:40]
         ag = trio.run(agreement, addrs, sample)
@@ -642,6 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-dir", type=Path, default=None, help="where the profiles go (default: a new temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
     ap.add_argument("--ingest-only", action="store_true", help="only the two ingest figures (to A/B a write-path change)")
+    ap.add_argument("--writes-only", action="store_true", help="the ingest figures and single POST, no searches")
     args = ap.parse_args(argv)
     only = [s for s in SYSTEMS if s in (args.only or SYSTEMS)]
 

@@ -97,12 +97,19 @@ class WritePath:
             except MurmurError as e:
                 failed[pid] = e
 
-        async with trio.open_nursery() as n:
-            for pid, replicas in dict(parts).items():
-                if self.me in replicas:
+        campaign: dict[int, tuple[str, ...]] = {}
+        elected = self.election.elected
+        for pid, replicas in dict(parts).items():
+            if self.me not in replicas:
+                failed[pid] = NotOwner(f"{self.me} does not replicate partition {pid}")
+            elif (epoch := elected.get(pid)) is not None:
+                epochs[pid] = epoch  # what ensure_elected answers at once: no task for it (most writes)
+            else:
+                campaign[pid] = replicas
+        if campaign:
+            async with trio.open_nursery() as n:
+                for pid, replicas in campaign.items():
                     n.start_soon(elect, pid, replicas)
-                else:
-                    failed[pid] = NotOwner(f"{self.me} does not replicate partition {pid}")
         # A read-only master changes nothing (its coordinator tries the next replica). Checked after the awaits
         # above: the mode may have changed during the elections. Should it change during the replication below,
         # this node's copy is in memory only; the answer then counts the other replicas' durable copies, and an

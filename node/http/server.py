@@ -307,19 +307,21 @@ async def _serve(
             if idle.cancelled_caught or not data:
                 return  # idle for too long, evicted, or closed by the client: close quietly
         first = False
-        # One deadline covers reading the request and answering it; the head has header_timeout_s at most.
+        # One deadline covers reading the request and answering it; the head has header_timeout_s at most (one
+        # cancel scope whose deadline moves once the head is in: a scope costs the loop, per request).
+        head: h11.Request | None = None
         request: Request | None = None
         response: Response | None = None
-        with trio.move_on_after(cfg.request_timeout_s):
-            head: h11.Request | None = None
-            with trio.move_on_after(cfg.header_timeout_s):
-                head = await _read_head(c, cfg)
-            if head is None:
-                raise _Close(error_response(RequestTimeout(
-                    f"the request head was not received within {min(cfg.header_timeout_s, cfg.request_timeout_s)} s"
-                )))
+        began = trio.current_time()
+        with trio.CancelScope(deadline=began + min(cfg.header_timeout_s, cfg.request_timeout_s)) as scope:
+            head = await _read_head(c, cfg)
+            scope.deadline = began + cfg.request_timeout_s
             request = await _read_body(c, cfg, head)
             response = await _call(handler, request)
+        if head is None:
+            raise _Close(error_response(RequestTimeout(
+                f"the request head was not received within {min(cfg.header_timeout_s, cfg.request_timeout_s)} s"
+            )))
         if request is None:
             timeout = RequestTimeout(f"the request was not received within {cfg.request_timeout_s} s")
             raise _Close(error_response(timeout))
