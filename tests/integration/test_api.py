@@ -199,6 +199,21 @@ def _metric(c: httpx.Client, name: str) -> float:
     raise AssertionError(f"{name} missing from /metrics")
 
 
+def test_wal_group_commits_are_counted(c: httpx.Client) -> None:
+    """/metrics counts the WAL's group commits and records: a bulk of many lines is few commits of many records,
+    one tweet one more record."""
+    before = {k: _metric(c, f"murmur_wal_{k}_total") for k in ("batches", "records", "fsyncs")}
+    lines = [f'{{"text": "group commit {i}", "user": "g"}}'.encode() for i in range(200)]
+    r = c.post("/tweets/bulk", content=b"\n".join(lines), headers={"content-type": "application/x-ndjson"})
+    assert r.status_code == 200 and r.json()["ingested"] == 200, r.text
+    assert c.post("/tweets", json={"text": "one more", "user": "g"}).status_code == 201
+    after = {k: _metric(c, f"murmur_wal_{k}_total") for k in ("batches", "records", "fsyncs")}
+    records, batches = after["records"] - before["records"], after["batches"] - before["batches"]
+    assert records >= 201, (before, after)
+    assert 2 <= batches < records / 4, (before, after)  # the bulk went in shared commits, the POST in its own
+    assert after["fsyncs"] > before["fsyncs"]  # this fixture's node logs with fsync = always (the default)
+
+
 def test_staged_tweets_are_settled_when_writes_pause(c: httpx.Client) -> None:
     """Fewer tweets than the index stages get their docnos and word pairs anyway once writes pause (node/app.py
     _settle_index): nothing else would flush them."""
