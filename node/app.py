@@ -589,7 +589,7 @@ async def _settle_index(shard: Shard) -> None:
         seen = shard.index.arrivals
 
 
-async def _full_gc() -> None:
+async def _full_gc(every_s: float = GC_FULL_EVERY_S) -> None:
     """The collector's pass over the oldest generation, on a clock instead of by allocation counts.
 
     Every posting list longer than 32 (an array: the collector tracks arrays) and every staged tweet's terms live
@@ -600,7 +600,7 @@ async def _full_gc() -> None:
     young generations still run by allocation counts (they find trio's short-lived cycles); the full pass runs
     every GC_FULL_EVERY_S, so cycles that got old are still freed."""
     while True:
-        await trio.sleep(GC_FULL_EVERY_S)
+        await trio.sleep(every_s)
         started = time.perf_counter()
         found = gc.collect()
         log.info("gc_full", ms=round((time.perf_counter() - started) * 1000, 1), collected=found)
