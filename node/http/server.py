@@ -1,4 +1,5 @@
-"""The thin HTTP/1.1 shell: h11 parses, trio moves bytes, `handler(Request) -> Response` decides everything else.
+"""The thin HTTP/1.1 shell: httptools (llhttp, the parser of Node.js and uvicorn) parses, trio moves bytes, and
+`handler(Request) -> Response` decides everything else.
 
 It enforces the limits of HttpConfig (bytes on the wire, head, first byte and request times, idle keep-alive, open
 connections overall and per client address) and turns every protocol failure into the contract's JSON error.
@@ -11,12 +12,15 @@ the per-address limit) instead of waiting behind it, as nginx reuses keep-alive 
 from __future__ import annotations
 
 import errno
+import re
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
-import h11
+import httptools
 import msgspec
 import structlog
 import trio
@@ -34,7 +38,7 @@ from node.errors import (
 _log = structlog.get_logger("murmur.http")
 
 RECEIVE_BYTES = 64 * 1024  # one socket read at most
-CHECKPOINT_EVENTS = 256  # h11 events parsed between two yields to the event loop (about 1.5 ms of one-byte chunks)
+FEED_BYTES = 16 * 1024  # bytes given to the parser between two yields to the event loop (~0.6 ms of one-byte chunks)
 QUERY_FIELDS_MAX = 100  # parameters in one query string (more: 400)
 LINGER_S = 1.0  # after an error that closes the connection, unread input is drained this long (no RST)
 LINGER_BYTES_MAX = 64 * 1024 * 1024  # ... and at most this much of it
@@ -47,7 +51,7 @@ class Request(msgspec.Struct, gc=False):
     method: str  # upper case, e.g. "GET"
     path: str  # percent-decoded, without the query string
     query: dict[str, list[str]]  # parse_qs of the query string (blank values kept)
-    headers: list[tuple[bytes, bytes]]  # names lower-cased by h11
+    headers: list[tuple[bytes, bytes]]  # names lower-cased
     body: bytes
     remote: str = ""  # the client's IP address ("" when unknown)
 
@@ -233,21 +237,100 @@ def _peer_host(stream: trio.SocketStream) -> str:
 # ---------------------------------------------------------------- one connection
 
 
+class _Message:
+    """One request as httptools' callbacks build it: the head, then the body (or that it was too large)."""
+
+    __slots__ = ("body", "chunked", "done", "head_done", "headers", "keep_alive", "method", "target", "too_large",
+                 "version")
+
+    def __init__(self) -> None:
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.method = ""
+        self.version = "1.1"
+        self.keep_alive = True
+        self.head_done = False
+        self.body = bytearray()
+        self.too_large = False  # the body passed body_bytes_max: no more of it is kept
+        self.chunked = False
+        self.done = False
+
+
 class _Conn:
-    """What one connection's request loop carries: the h11 state, the stream and this request's wire bytes."""
+    """One connection's parser state (httptools calls the on_* methods from feed_data), its stream, the requests
+    parsed so far (pipelined ones queue up) and this request's wire bytes."""
 
-    __slots__ = ("conn", "received", "remote", "stream")
+    __slots__ = ("body_max", "error", "head_bytes", "messages", "parser", "received", "remote", "stream",
+                 "upgrade")
 
-    def __init__(self, stream: trio.abc.Stream, conn: h11.Connection, remote: str) -> None:
-        self.stream, self.conn, self.remote = stream, conn, remote
+    def __init__(self, stream: trio.abc.Stream, remote: str, body_max: int) -> None:
+        self.stream, self.remote, self.body_max = stream, remote, body_max
+        self.parser = httptools.HttpRequestParser(self)
+        self.messages: deque[_Message] = deque()  # the oldest is the one being served
         self.received = 0  # bytes read from the socket since this request began (head, body, chunk framing)
+        self.head_bytes = 0  # bytes read while the newest request's head was still incomplete
+        self.error: str | None = None  # the parser's reason, once the stream is malformed (nothing more parses)
+        self.upgrade = False  # an Upgrade request: answered as a plain one, then the connection closes
+
+    # httptools' callbacks
+    def on_message_begin(self) -> None:
+        self.messages.append(_Message())
+
+    def on_url(self, url: bytes) -> None:
+        m = self.messages[-1]
+        m.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.messages[-1].headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        m = self.messages[-1]
+        p = self.parser
+        m.method = p.get_method().decode("ascii", "replace")
+        m.version = p.get_http_version()
+        m.keep_alive = p.should_keep_alive() and m.version == "1.1"
+        m.head_done = True
+        self.head_bytes = 0
+
+    def on_body(self, data: bytes) -> None:
+        m = self.messages[-1]
+        if not m.too_large:
+            m.body += data
+            if len(m.body) > self.body_max:
+                m.too_large = True
+                m.body = bytearray()
+
+    def on_chunk_header(self) -> None:
+        self.messages[-1].chunked = True
+
+    def on_message_complete(self) -> None:
+        self.messages[-1].done = True
 
     async def read(self) -> bytes:
+        """One socket read, fed to the parser FEED_BYTES at a time with a checkpoint between (a flood of tiny
+        chunks never holds the loop, nor gossip, for long). b"" at EOF."""
         data = await self.stream.receive_some(RECEIVE_BYTES)
         if not isinstance(data, bytes):
             data = bytes(data)
         self.received += len(data)
-        self.conn.receive_data(data)
+        if self.error is not None or not data:
+            return data
+        for at in range(0, len(data), FEED_BYTES):
+            if at:
+                await trio.lowlevel.checkpoint()
+            piece = data[at:at + FEED_BYTES] if len(data) > FEED_BYTES else data
+            try:
+                self.parser.feed_data(piece)
+            except httptools.HttpParserUpgrade:
+                self.upgrade = True  # what follows the head is not HTTP: nothing more is parsed
+                self.error = "an Upgrade request: the protocol switch is not supported"
+                break
+            except httptools.HttpParserError as e:
+                self.error = str(e) or type(e).__name__
+                break
+            m = self.messages[-1] if self.messages else None
+            if m is None or not m.head_done:
+                self.head_bytes += len(piece)
         return data
 
 
@@ -265,12 +348,12 @@ async def _connection(
     stream: trio.abc.Stream = sock
     if ssl_context is not None:  # the TLS handshake runs inside the first read, under the header timeout
         stream = trio.SSLStream(sock, ssl_context, server_side=True, https_compatible=True)
-    c = _Conn(stream, h11.Connection(h11.SERVER, max_incomplete_event_size=cfg.header_bytes_max), slot.addr)
+    c = _Conn(stream, slot.addr, cfg.body_bytes_max)
     try:
         await _serve(c, handler, cfg, slots, slot, metrics)
     except _Close as close:
         if close.response is not None:
-            await _send_and_linger(stream, c.conn, close.response, metrics)
+            await _send_and_linger(stream, close.response, metrics)
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass  # the client went away (or broke TLS): nothing to answer
     except Exception:
@@ -292,14 +375,13 @@ async def _serve(
     slot: _Slot,
     metrics: ServerMetrics | None,
 ) -> None:
-    conn = c.conn
     first = True
     while True:
         c.received = 0
-        # Idle: wait for the first byte of the next request (a pipelined one may already be buffered). A new
+        # Idle: wait for the first byte of the next request (a pipelined one may already be parsed). A new
         # connection gets header_timeout_s for it, a kept-alive one idle_timeout_s; either may be closed sooner
         # for a new connection when slots run out.
-        if not conn.trailing_data[0]:
+        if not c.messages and c.error is None:
             with trio.move_on_after(cfg.header_timeout_s if first else cfg.idle_timeout_s) as idle:
                 slots.set_idle(slot, idle)
                 data = await c.read()
@@ -309,16 +391,16 @@ async def _serve(
         first = False
         # One deadline covers reading the request and answering it; the head has header_timeout_s at most (one
         # cancel scope whose deadline moves once the head is in: a scope costs the loop, per request).
-        head: h11.Request | None = None
+        msg: _Message | None = None
         request: Request | None = None
         response: Response | None = None
         began = trio.current_time()
         with trio.CancelScope(deadline=began + min(cfg.header_timeout_s, cfg.request_timeout_s)) as scope:
-            head = await _read_head(c, cfg)
+            msg = await _read_head(c, cfg)
             scope.deadline = began + cfg.request_timeout_s
-            request = await _read_body(c, cfg, head)
+            request = await _read_body(c, cfg, msg)
             response = await _call(handler, request)
-        if head is None:
+        if msg is None:
             raise _Close(error_response(RequestTimeout(
                 f"the request head was not received within {min(cfg.header_timeout_s, cfg.request_timeout_s)} s"
             )))
@@ -329,13 +411,12 @@ async def _serve(
             response = error_response(
                 Unavailable(f"the request was not answered within {cfg.request_timeout_s} s")
             )
+        c.messages.popleft()
+        keep = msg.keep_alive and not c.upgrade
         with trio.move_on_after(cfg.request_timeout_s) as sending:  # a client that never reads holds no slot
-            await c.stream.send_all(_encode_response(conn, response, head_only=request.method == "HEAD"))
-        if sending.cancelled_caught:
+            await c.stream.send_all(_encode_response(response, head_only=request.method == "HEAD", close=not keep))
+        if sending.cancelled_caught or not keep:
             return
-        if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
-            return
-        conn.start_next_cycle()
 
 
 async def _call(handler: Handler, request: Request) -> Response:
@@ -348,62 +429,48 @@ async def _call(handler: Handler, request: Request) -> Response:
         return error_response(MurmurError("internal error: the node logged the details"))
 
 
-async def _next_event(c: _Conn) -> Any:
-    while True:
-        try:
-            event = c.conn.next_event()
-        except h11.RemoteProtocolError as e:
-            status = e.error_status_hint
-            err: MurmurError = (
-                HeadersTooLarge("the request head is larger than http.header_bytes_max")
-                if status == 431
-                else InvalidRequest(f"malformed HTTP request: {e}")
-            )
-            raise _Close(error_response(err)) from None
-        if event is not h11.NEED_DATA:
-            return event
-        await c.read()
+async def _more(c: _Conn) -> None:
+    """Read more of the request; raises _Close on a malformed stream or when the client closed mid-request."""
+    if c.error is None and await c.read():
+        if c.error is None:
+            return
+    if c.error is not None:
+        raise _Close(error_response(InvalidRequest(f"malformed HTTP request: {c.error}")))
+    raise _Close(None)  # EOF mid-request: nobody to answer
 
 
-async def _read_head(c: _Conn, cfg: HttpConfig) -> h11.Request:
-    event = await _next_event(c)
-    if isinstance(event, h11.ConnectionClosed):
-        raise _Close(None)
-    if not isinstance(event, h11.Request):
-        raise _Close(error_response(InvalidRequest("malformed HTTP request")))
-    # h11 bounds only a head still incomplete in its buffer; one that arrived whole is measured here.
-    if len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers) > cfg.header_bytes_max:
+async def _read_head(c: _Conn, cfg: HttpConfig) -> _Message:
+    while not (c.messages and c.messages[0].head_done):
+        if c.head_bytes > cfg.header_bytes_max:
+            raise _Close(error_response(HeadersTooLarge("the request head is larger than http.header_bytes_max")))
+        await _more(c)
+    m = c.messages[0]
+    # The bound above is of a head still arriving; one that arrived whole is measured here.
+    if len(m.target) + sum(len(k) + len(v) + 4 for k, v in m.headers) > cfg.header_bytes_max:
         raise _Close(error_response(HeadersTooLarge("the request head is larger than http.header_bytes_max")))
-    names = {k for k, _ in event.headers}
+    names = {k for k, _ in m.headers}
     if b"transfer-encoding" in names and b"content-length" in names:  # the classic smuggling shape (RFC 9112 6.1)
         raise _Close(error_response(InvalidRequest("a request must not carry both Transfer-Encoding and Content-Length")))
-    return event
+    if m.version == "1.1" and b"host" not in names:  # RFC 9112 3.2
+        raise _Close(error_response(InvalidRequest("malformed HTTP request: an HTTP/1.1 request needs a Host header")))
+    return m
 
 
-async def _read_body(c: _Conn, cfg: HttpConfig, event: h11.Request) -> Request:
-    length = _content_length(event.headers)
+async def _read_body(c: _Conn, cfg: HttpConfig, m: _Message) -> Request:
+    length = _content_length(m.headers)
     if length is not None and length > cfg.body_bytes_max:
         # Answered before a byte of the body is read; the connection closes so the body is never parsed.
         raise _Close(_too_large(cfg))
-    if c.conn.they_are_waiting_for_100_continue:
-        await c.stream.send_all(c.conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
-    body = bytearray()
+    if not m.done and not m.body and m.version == "1.1" and _header(m.headers, b"expect") == b"100-continue":
+        await c.stream.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
     wire_max = cfg.header_bytes_max + cfg.body_bytes_max  # chunk framing counts: 1-byte chunks cost 6 bytes
-    events = 0
-    while True:
-        ev = await _next_event(c)
-        events += 1
-        if events % CHECKPOINT_EVENTS == 0:
-            await trio.lowlevel.checkpoint()  # a flood of tiny chunks never holds the loop (nor gossip) for long
-        if isinstance(ev, h11.Data):
-            body += ev.data
-            if len(body) > cfg.body_bytes_max or c.received > wire_max:
-                raise _Close(_too_large(cfg))
-        elif isinstance(ev, h11.EndOfMessage):
-            break
-        else:  # ConnectionClosed mid-body
-            raise _Close(None)
-    target = event.target.decode("latin-1")
+    while not m.done:
+        if m.too_large or c.received > wire_max:
+            raise _Close(_too_large(cfg))
+        await _more(c)
+    if m.too_large or (m.chunked and c.received > wire_max):
+        raise _Close(_too_large(cfg))
+    target = m.target.decode("latin-1")
     raw_path, _, raw_query = target.partition("?")
     try:
         query = (
@@ -414,19 +481,26 @@ async def _read_body(c: _Conn, cfg: HttpConfig, event: h11.Request) -> Request:
             error_response(InvalidRequest(f"more than {QUERY_FIELDS_MAX} query parameters"))
         ) from None
     return Request(
-        method=event.method.decode("ascii", "replace"),
+        method=m.method,
         path=unquote(raw_path) if "%" in raw_path else raw_path,
         query=query,
-        headers=list(event.headers),
-        body=bytes(body),
+        headers=m.headers,
+        body=bytes(m.body),
         remote=c.remote,
     )
 
 
-def _content_length(headers: Any) -> int | None:
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for k, v in headers:
+        if k == name:
+            return v.lower()
+    return None
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     for k, v in headers:
         if k == b"content-length":
-            return int(v)  # h11 has already checked it is a decimal number
+            return int(v)  # the parser has already checked it is one decimal number
     return None
 
 
@@ -436,28 +510,45 @@ def _too_large(cfg: HttpConfig) -> Response:
     )
 
 
-def _encode_response(conn: h11.Connection, r: Response, head_only: bool = False) -> bytes:
-    headers = [("content-type", r.content_type), *r.headers]
-    if r.status not in (204, 304):
-        headers.append(("content-length", str(len(r.body))))
-    out = conn.send(h11.Response(status_code=r.status, headers=headers)) or b""
-    if r.body and not head_only:
-        out += conn.send(h11.Data(data=r.body)) or b""
-    return out + (conn.send(h11.EndOfMessage()) or b"")
+_STATUS_LINES: dict[int, bytes] = {}
+_BAD_HEADER_CHARS = re.compile(r"[\r\n\x00]")
 
 
-async def _send_and_linger(
-    stream: trio.abc.Stream, conn: h11.Connection, r: Response, metrics: ServerMetrics | None
-) -> None:
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {phrase}\r\n".encode("ascii")
+    return line
+
+
+def _encode_response(r: Response, head_only: bool = False, close: bool = False) -> bytes:
+    """The response's bytes on the wire. Header names and values come from the node, never raw from a client;
+    one with a line break or NUL in it is dropped (it would split the head)."""
+    parts = [f"content-type: {r.content_type}\r\n"]
+    for k, v in r.headers:
+        line = f"{k}: {v}\r\n"
+        if _BAD_HEADER_CHARS.search(line, 0, len(line) - 2) is None:
+            parts.append(line)
+    if r.status not in (204, 304) and r.status >= 200:
+        parts.append(f"content-length: {len(r.body)}\r\n")
+    if close and not any(k.lower() == "connection" for k, _ in r.headers):
+        parts.append("connection: close\r\n")
+    head = _status_line(r.status) + "".join(parts).encode("latin-1", "replace") + b"\r\n"
+    return head if head_only or not r.body else head + r.body
+
+
+async def _send_and_linger(stream: trio.abc.Stream, r: Response, metrics: ServerMetrics | None) -> None:
     """Send an error that ends the connection, then drain what the client is still sending for a moment:
     closing with unread input would reset the connection and the client could lose the answer."""
     if metrics is not None:
         metrics.protocol_error(r.status)
-    if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-        return  # a response is already under way: nothing valid can be added
     r.headers.append(("connection", "close"))
     with trio.move_on_after(LINGER_S):
-        await stream.send_all(_encode_response(conn, r))
+        await stream.send_all(_encode_response(r))
         if isinstance(stream, trio.abc.HalfCloseableStream):
             await stream.send_eof()  # TLS has no half-close: its reader sees the close after the drain instead
         drained = 0
