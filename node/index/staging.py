@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 _ARRAY_HEADER = sys.getsizeof(array("Q"))
+_ONE = array("Q", (0,))  # copied for a term's first id: 100 ns against 230 for array("Q", (x,)) (timeit)
 
 
 class StagingTable:
@@ -38,12 +39,14 @@ class StagingTable:
         """Append `x` to each term's list (the caller guarantees no term holds it yet)."""
         d = self._d
         get = d.get
+        one = _ONE.__copy__
         n = 0
         for t in terms:
             n += 1
             a = get(t)
             if a is None:
-                d[t] = array("Q", (x,))
+                d[t] = a = one()
+                a[0] = x
             else:
                 if x < a[-1]:
                     self._unsorted.add(t)
