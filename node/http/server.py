@@ -431,12 +431,11 @@ async def _call(handler: Handler, request: Request) -> Response:
 
 async def _more(c: _Conn) -> None:
     """Read more of the request; raises _Close on a malformed stream or when the client closed mid-request."""
-    if c.error is None and await c.read():
-        if c.error is None:
-            return
+    data = await c.read() if c.error is None else b""
     if c.error is not None:
         raise _Close(error_response(InvalidRequest(f"malformed HTTP request: {c.error}")))
-    raise _Close(None)  # EOF mid-request: nobody to answer
+    if not data:
+        raise _Close(None)  # EOF mid-request: nobody to answer
 
 
 async def _read_head(c: _Conn, cfg: HttpConfig) -> _Message:
@@ -491,6 +490,7 @@ async def _read_body(c: _Conn, cfg: HttpConfig, m: _Message) -> Request:
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of header `name` (lower case), lower-cased, or None."""
     for k, v in headers:
         if k == name:
             return v.lower()
@@ -498,10 +498,8 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for k, v in headers:
-        if k == b"content-length":
-            return int(v)  # the parser has already checked it is one decimal number
-    return None
+    v = _header(headers, b"content-length")
+    return None if v is None else int(v)  # the parser has already checked it is one decimal number
 
 
 def _too_large(cfg: HttpConfig) -> Response:
@@ -546,9 +544,8 @@ async def _send_and_linger(stream: trio.abc.Stream, r: Response, metrics: Server
     closing with unread input would reset the connection and the client could lose the answer."""
     if metrics is not None:
         metrics.protocol_error(r.status)
-    r.headers.append(("connection", "close"))
     with trio.move_on_after(LINGER_S):
-        await stream.send_all(_encode_response(r))
+        await stream.send_all(_encode_response(r, close=True))
         if isinstance(stream, trio.abc.HalfCloseableStream):
             await stream.send_eof()  # TLS has no half-close: its reader sees the close after the drain instead
         drained = 0
