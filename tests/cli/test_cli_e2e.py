@@ -6,7 +6,6 @@ import gzip
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -16,14 +15,9 @@ import pytest
 
 from node.cli.procs import is_our_node
 from node.gen.synth import generate
+from tests.support.procs import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def murmur(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -39,18 +33,18 @@ def murmur(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 def test_load_without_a_node_exits_non_zero(tmp_path: Path) -> None:
     f = tmp_path / "t.jsonl"
     f.write_text('{"text": "hello", "user": "u"}\n')
-    r = murmur("load", str(f), "--url", f"http://127.0.0.1:{_free_port()}")
+    r = murmur("load", str(f), "--url", f"http://127.0.0.1:{free_port()}")
     assert r.returncode == 1
     assert "cannot reach" in r.stderr
 
 
 def test_up_load_search_status_down(tmp_path: Path) -> None:
-    http = _free_port()
+    http = free_port()
     cfg = tmp_path / "cluster.toml"
     cfg.write_text(
         '[cluster]\nname = "e2e"\nreplication_factor = 1\nwrite_quorum = 1\nread_quorum = 1\n'
         f'data_dir = "{tmp_path / "data"}"\n'
-        f'[[nodes]]\nname = "n1"\nhost = "127.0.0.1"\nhttp_port = {http}\ngossip_port = {_free_port()}\n'
+        f'[[nodes]]\nname = "n1"\nhost = "127.0.0.1"\nhttp_port = {http}\ngossip_port = {free_port()}\n'
     )
     corpus = tmp_path / "corpus.jsonl.gz"
     with gzip.open(corpus, "wt", encoding="utf-8") as f:

@@ -12,12 +12,7 @@ import pytest
 
 from node.cli.main import main
 from node.cli.procs import is_our_node, port_taken
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.procs import free_port
 
 
 def _config(tmp_path: Path, ports: list[tuple[int, int]]) -> Path:
@@ -42,9 +37,9 @@ def test_up_refuses_a_taken_port_and_starts_nothing(
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        free = _free_port()
+        free = free_port()
         n2 = (port, free) if which == "http" else (free, port)
-        cfg = _config(tmp_path, [(_free_port(), _free_port()), n2])
+        cfg = _config(tmp_path, [(free_port(), free_port()), n2])
         rc = main(["up", "--config", str(cfg), "--timeout", "5"])
     err = capsys.readouterr().err
     assert rc != 0
@@ -58,13 +53,13 @@ def test_port_taken_sees_udp_and_tcp() -> None:
         u.bind(("127.0.0.1", 0))
         port = u.getsockname()[1]
         assert port_taken("127.0.0.1", port, socket.SOCK_DGRAM) == "in use"
-    assert port_taken("127.0.0.1", _free_port(), socket.SOCK_STREAM) is None
+    assert port_taken("127.0.0.1", free_port(), socket.SOCK_STREAM) is None
 
 
 def test_down_without_pid_files_and_with_a_stale_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = _config(tmp_path, [(_free_port(), _free_port()), (_free_port(), _free_port())])
+    cfg = _config(tmp_path, [(free_port(), free_port()), (free_port(), free_port())])
     pid_file = tmp_path / "data" / "n2" / "node.pid"
     pid_file.parent.mkdir(parents=True)
     pid_file.write_text(f"{os.getpid()}\n")  # a live process that is not node n2: must not be signalled
@@ -103,7 +98,7 @@ def test_config_errors_exit_2_naming_the_key(tmp_path: Path, capsys: pytest.Capt
     )
     assert node.returncode == 2
     assert "murmur: config error: --config: no such file" in node.stderr
-    good = _config(tmp_path, [(_free_port(), _free_port())])
+    good = _config(tmp_path, [(free_port(), free_port())])
     node = subprocess.run(
         [sys.executable, "-m", "node.cli.main", "node", "--config", str(good), "--name", "n9"],
         capture_output=True,

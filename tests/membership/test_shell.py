@@ -5,7 +5,6 @@ that bad packets are dropped without effect, and the [membership] config table."
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Callable
 from functools import partial
 
@@ -22,6 +21,7 @@ from node.membership.shell import GossipShell, open_packet, split_addr
 from node.replication import messages as rm
 from node.transport.client import open_peer_pool
 from node.transport.server import serve_rpc
+from tests.support.procs import free_port
 
 HOST = "127.0.0.1"
 SECRET = "shell-secret"
@@ -29,19 +29,7 @@ FAST = MembershipConfig(probe_interval_s=0.1, probe_timeout_s=0.05, gossip_inter
 WAIT_S = 10.0  # generous: the machine is shared; the conditions are normally met well under a second
 
 
-def free_port_both() -> int:
-    """A port free on both TCP (the RPC) and UDP (the gossip), as a node's gossip_port must be."""
-    for _ in range(100):
-        with socket.socket() as t:
-            t.bind((HOST, 0))
-            port = int(t.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no port free on both TCP and UDP")
+free_port_both = free_port  # free on TCP (the RPC) and UDP (the gossip), and never handed out twice
 
 
 class Node:

@@ -20,10 +20,27 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free on both TCP and UDP (a gossip_port needs both), never one this process handed out
+    before: the kernel may give a just-released ephemeral port again, and two nodes of one cluster.toml on the
+    same port fail config validation (CI saw `nodes[4].http_port: duplicate port`)."""
+    for _ in range(200):
+        with socket.socket() as t:
+            t.bind(("127.0.0.1", 0))
+            port = int(t.getsockname()[1])
+            if port in _HANDED_OUT:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no loopback port free on both TCP and UDP")
 
 
 def write_config(
