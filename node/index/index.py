@@ -134,6 +134,7 @@ class InvertedIndex:
             staged.terms |= fresh
             staged.words = words
             return
+        assert isinstance(table, PostingsTable)  # main or side: a staged id has its entry
         table.add_all(terms, key)
         pairs = self._pairs
         if table is self._main and pairs is not None:
