@@ -29,9 +29,6 @@ FAST = MembershipConfig(probe_interval_s=0.1, probe_timeout_s=0.05, gossip_inter
 WAIT_S = 10.0  # generous: the machine is shared; the conditions are normally met well under a second
 
 
-free_port_both = free_port  # free on TCP (the RPC) and UDP (the gossip), and never handed out twice
-
-
 class Node:
     def __init__(self, name: str, ports: dict[str, int]) -> None:
         self.name, self.ports = name, ports
@@ -82,7 +79,7 @@ def all_alive(nodes: list[Node]) -> bool:
 
 def three() -> list[Node]:
     names = ["a", "b", "c"]
-    ports = {n: free_port_both() for n in names}
+    ports = {n: free_port() for n in names}
     return [Node(n, ports) for n in names]
 
 
