@@ -19,9 +19,12 @@ ids_st = st.one_of(st.integers(1, 60), st.integers(ID_TOP - 5, ID_TOP))
 words_st = st.lists(st.sampled_from(WORDS), max_size=6).map(tuple)
 tags_st = st.sets(st.sampled_from(["#a", "@b"]), max_size=2)
 
-# ("add", id, words, tags) | ("remove", id) | ("edit", id, words, tags) | ("settle", k); add of a present id and
-# remove/edit of an absent one are skipped.
+# ("add", id, words, tags) | ("remove", id) | ("edit", id, words, tags) | ("settle", k) | ("read", term); add of a
+# present id and remove/edit of an absent one are skipped. A read checks the term's df against the model between
+# writes: it puts the pending staged tweets into a staging table (and may rotate the tables), so later removes
+# and edits meet staged tweets both in a table and still pending.
 op_st = st.one_of(
+    st.tuples(st.just("read"), st.sampled_from(VOCAB)),
     st.tuples(st.just("add"), ids_st, words_st, tags_st),
     st.tuples(st.just("add"), ids_st, words_st, tags_st),
     st.tuples(st.just("remove"), ids_st),
@@ -77,6 +80,8 @@ def _build(
         kind, tid = op[0], op[1]
         if kind == "settle":
             ix.settle(None if tid == 0 else tid)
+        elif kind == "read":
+            assert ix.df(tid) == sum(tid in t for t, _ in model.values())
         elif kind == "add" and tid not in model:
             model[tid] = (_terms(op[2], op[3]), op[2])
             ix.add(tid, model[tid][0])
@@ -210,6 +215,7 @@ def test_a_tweet_staged_through_many_rotations_stays_found() -> None:
     ix.add(1000, {"x", "high"})
     for tid in range(1, 41):
         ix.add(tid, {"x"} | ({"y"} if tid % 2 else set()))
+        assert ix.df("high") == 1  # a read after each add: the pending tweet joins a table, which rotate
     assert ix.staged_count() == 3 and ix.side_postings_count() == 0
     assert ix.search(And((Term("high"),)), 10) == ([1000], None)
     assert ix.search(And((Term("x"),)), 4) == ([1000, 40, 39, 38], 37)
