@@ -17,8 +17,9 @@ the shell settles the index (flushes what is staged, a step at a time) when writ
 
 A staged tweet goes into a staging table lazily: an arrival only joins `_pending`, and the first read after it
 (a search, a df) puts every pending tweet into the newest table. A load without searches thus never writes the
-staging tables at all (most tweets get their docnos before anyone reads), and a search during a load pays for
-the tweets that arrived since the previous one. Measured in process (150 k IRA tweets in four interleaved
+staging tables at all (most tweets get their docnos before anyone reads). While reads come, the writes put the
+pending tweets in every SYNC_EVERY arrivals themselves, so that a search during a load pays for at most that
+many (the first search after a quiet spell pays for up to stage_keep). Measured in process (150 k IRA tweets in four interleaved
 streams, best of three): see the README's "Lazy staging".
 
 Why document numbers: a tweet whose id is above every id seen gets the next local document number (a uint32,
@@ -58,6 +59,7 @@ STAGE_STEP = 256  # tweets a flush moves into main in one step (~16 us each, the
 # (murmur_index_side_postings), without word pairs; 2,048 a generation: 42-45 %, 4,096: 25 %, and a whole
 # generation's flush held a node for ~8 ms at 512, ~35 ms at 2,048, ~300 ms at 16,384. Flushing only the lowest
 # ids decouples the two: the window of ids kept in order (stage_keep) from the length of a step (stage_step).
+SYNC_EVERY = 512  # pending tweets at most that a search pays for while searches come (see the module header)
 _pair_enc = msgspec.msgpack.Encoder()
 _pair_dec = msgspec.msgpack.Decoder(PairState)
 _DOCNOS_MAX = 1 << 32
@@ -77,15 +79,19 @@ class _Staged:
 
 class InvertedIndex:
     __slots__ = (
-        "_arrivals_new", "_ids", "_live_new", "_low", "_main", "_new", "_old", "_pairs", "_pending", "_side",
-        "_staged",
-        "arrivals", "stage_keep", "stage_step",
+        "_arrivals_new", "_ids", "_live_new", "_low", "_main", "_new", "_old", "_pairs", "_pending", "_read",
+        "_side", "_staged",
+        "arrivals", "stage_keep", "stage_step", "sync_every",
     )
 
     def __init__(
-        self, pairs: PairIndex | None = None, stage_keep: int = STAGE_KEEP, stage_step: int = STAGE_STEP
+        self,
+        pairs: PairIndex | None = None,
+        stage_keep: int = STAGE_KEEP,
+        stage_step: int = STAGE_STEP,
+        sync_every: int = SYNC_EVERY,
     ) -> None:
-        assert 1 <= stage_step <= stage_keep, (stage_step, stage_keep)
+        assert 1 <= stage_step <= stage_keep and sync_every >= 1, (stage_step, stage_keep, sync_every)
         self._main = PostingsTable("I", track_promotions=True)  # term -> docnos
         self._side = PostingsTable("Q")  # term -> ids of tweets that arrived below the newest id
         self._ids = array("Q")  # docno -> tweet id, strictly ascending
@@ -93,11 +99,13 @@ class InvertedIndex:
         # Staging (see the module header): the newest tweets, keyed by id, before they get docnos.
         self.stage_keep = stage_keep
         self.stage_step = stage_step
+        self.sync_every = sync_every
         self._staged: dict[int, _Staged] = {}  # every staged id (all above the newest docno's id)
         self._low: list[int] = []  # the staged ids as a heap: the lowest come out first
         self._new = StagingTable()  # the staging table that takes arrivals
         self._old = StagingTable()  # the one before
         self._pending: set[int] = set()  # staged ids in no staging table yet (the next read puts them in _new)
+        self._read = False  # a read has synced since the last sync by a write: the writes sync too
         self._live_new = 0  # staged tweets held by _new (the rest are in _old or pending)
         self._arrivals_new = 0  # tweets put into _new since it became the newest
         self.arrivals = 0  # tweets staged since start: the shell settles the index when it stops moving
@@ -125,7 +133,11 @@ class InvertedIndex:
         where = self._locate(tweet_id)
         if where is None:  # a new tweet above every docno: staged until it is among the lowest staged
             self._staged[tweet_id] = _Staged(set(terms), words, None)
-            self._pending.add(tweet_id)
+            pending = self._pending
+            pending.add(tweet_id)
+            if self._read and len(pending) >= self.sync_every:
+                self._read = False
+                self._sync()
             heapq.heappush(self._low, tweet_id)
             self.arrivals += 1
             if len(self._staged) > self.stage_keep:
@@ -185,6 +197,12 @@ class InvertedIndex:
             self._live_new = self._arrivals_new = 0
         elif len(staged) == self._live_new + len(pending) and self._old.postings_count():
             self._old = StagingTable()  # every tweet it staged has a docno now
+
+    def _sync_read(self) -> None:
+        """_sync before a read of the staging tables; from then on the writes sync every SYNC_EVERY arrivals."""
+        if self._pending:
+            self._read = True
+            self._sync()
 
     def _sync(self) -> None:
         """Put the pending staged tweets into the newest staging table (before a read of the tables)."""
@@ -279,7 +297,7 @@ class InvertedIndex:
 
     def _staged_df(self, term: str) -> int:
         """The term's live postings in the staging tables."""
-        self._sync()
+        self._sync_read()
         floor = self._staged_floor()
         n = 0
         for table in (self._new, self._old):
@@ -365,7 +383,7 @@ class InvertedIndex:
                 seen.add(t)
                 yield t
         if self._staged:
-            self._sync()
+            self._sync_read()
             for table in (self._new, self._old):
                 for t in table.terms():
                     if t not in main and t not in seen and self._staged_df(t):
@@ -411,7 +429,7 @@ class InvertedIndex:
         entries)."""
         out: list[tuple[PostingsTable | StagingTable, int]] = [(self._side, lo)] if self._side.postings_count() else []
         if self._staged:
-            self._sync()
+            self._sync_read()
             slo = max(lo, self._staged_floor() + 1)
             out += [(t, slo) for t in (self._new, self._old) if t.postings_count()]
         return out

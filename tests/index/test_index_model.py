@@ -72,9 +72,9 @@ def _terms(words: tuple[str, ...], tags: set[str]) -> set[str]:
 
 
 def _build(
-    ops: list[tuple], stage: tuple[int, int] = (8192, 256)
+    ops: list[tuple], stage: tuple[int, int, int] = (8192, 256, 512)
 ) -> tuple[InvertedIndex, dict[int, tuple[set[str], tuple[str, ...]]]]:
-    ix = InvertedIndex(stage_keep=stage[0], stage_step=stage[1])
+    ix = InvertedIndex(stage_keep=stage[0], stage_step=stage[1], sync_every=stage[2])
     model: dict[int, tuple[set[str], tuple[str, ...]]] = {}
     for op in ops:
         kind, tid = op[0], op[1]
@@ -111,12 +111,13 @@ def _expected(model, root: And, max_id: int | None, since_id: int | None) -> lis
 @given(
     st.lists(op_st, max_size=60),
     st.lists(query_st, min_size=1, max_size=6),
-    st.sampled_from([(1, 1), (2, 1), (3, 2), (5, 5), (8192, 256)]),
+    st.sampled_from([(1, 1, 1), (2, 1, 2), (3, 2, 1), (5, 5, 2), (8, 3, 3), (8192, 256, 512)]),
 )
-def test_search_equals_brute_force(ops: list[tuple], queries: list[tuple], stage: tuple[int, int]) -> None:
-    """Staging of 1..5 tweets (stage_keep, stage_step) flushes and rotates often: ids in main, staged (live and
-    dead entries in both staging tables) and on the side table at once; the default keeps every tweet of a small
-    test staged unless a settle op moves them."""
+def test_search_equals_brute_force(ops: list[tuple], queries: list[tuple], stage: tuple[int, int, int]) -> None:
+    """Staging of 1..8 tweets (stage_keep, stage_step, sync_every) flushes and rotates often: ids in main, staged
+    (live and dead entries in both staging tables, or pending) and on the side table at once; after a read the
+    writes sync every 1..3 arrivals; the default keeps every tweet of a small test staged unless a settle op moves
+    them."""
     ix, model = _build(ops, stage)
     assert ix.postings_count() == sum(len(t) for t, _ in model.values())
     assert ix.terms_count() == len(set().union(*(t for t, _ in model.values())))
