@@ -210,8 +210,8 @@ async def _serve(wire: Wire, peer: str, server: _Server) -> None:
                 if not isinstance(msg, Request):
                     raise ProtocolError(f"unexpected {type(msg).__name__} after the handshake")
                 # Waiting here stops reading: a peer that sends too much is slowed by TCP, not by our memory.
-                await per_conn.acquire()
-                await server.inflight.acquire()
+                await _acquire(per_conn)
+                await _acquire(server.inflight)
                 hold = server.urgent(msg.method) if server.urgent is not None else None
                 if hold is not None:
                     hold.__enter__()  # left by _run, after its answer is queued
@@ -222,6 +222,16 @@ async def _serve(wire: Wire, peer: str, server: _Server) -> None:
             pass  # the peer went away
         finally:
             nursery.cancel_scope.cancel()  # answers can no longer be delivered
+
+
+async def _acquire(sem: trio.Semaphore) -> None:
+    """sem.acquire() without its checkpoint when a slot is free: under load every checkpoint is a wait for the
+    whole batch of runnable tasks (the writers' steps) to run, and a request used to pay two of them before its
+    handler was even started."""
+    try:
+        sem.acquire_nowait()
+    except trio.WouldBlock:
+        await sem.acquire()
 
 
 async def _write_or_cancel(wire: Wire, frames: trio.MemoryReceiveChannel[bytearray], scope: trio.CancelScope) -> None:
@@ -247,7 +257,10 @@ async def _run(
         except ProtocolError:  # too big for one frame: the caller gets an error instead of a dead connection
             err = PayloadTooLarge(f"the answer to {req.method!r} exceeds the RPC frame limit")
             frame = encode_frame(Response(req.req_id, None, err.code, err.message))
-        await out.send(frame)
+        try:
+            out.send_nowait(frame)  # no checkpoint when there is room (nearly always)
+        except trio.WouldBlock:
+            await out.send(frame)  # the writer is behind (a peer that does not read): wait for room
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the connection is going away
     finally:

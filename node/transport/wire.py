@@ -68,8 +68,9 @@ async def write_loop(wire: Wire, frames: trio.MemoryReceiveChannel[bytearray]) -
     stream = wire.stream
     async with frames:
         async for first in frames:
-            # Let the other runnable tasks queue their frames first: under load one send then carries many.
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            # The frames queued meanwhile go in the same send (under load this task wakes a batch of runnable
+            # tasks after the first frame was queued, so one send carries many). It used to wait one more batch
+            # for more frames: under load a batch is several ms, and a search's call paid it at both ends.
             batch = [wire.seal(first)]
             size = len(first)
             while size < WRITE_BATCH_BYTES:
