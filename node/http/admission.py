@@ -27,18 +27,7 @@ class Admission:
     @asynccontextmanager
     async def enter(self) -> AsyncIterator[None]:
         """Run the block within the bounds, or raise Overloaded (nothing was done)."""
-        try:
-            self._slots.acquire_nowait()  # a free place: no checkpoint (under load each is a wait for a batch)
-        except trio.WouldBlock:
-            await self._wait()
-        try:
-            yield
-        finally:
-            self._slots.release()
-
-    async def _wait(self) -> None:
-        """Wait for a place in the queue's bounds, or raise Overloaded."""
-        if self.waiting >= self.queue_max:
+        if self._slots.value == 0 and self.waiting >= self.queue_max:
             self._shed(f"{self.waiting} {self.kind}es are already waiting")
         acquired = False
         self.waiting += 1
@@ -50,6 +39,10 @@ class Admission:
             self.waiting -= 1
         if not acquired:
             self._shed(f"no {self.kind} place freed within {self.queue_timeout_s} s")
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def _shed(self, why: str) -> None:
         self.shed += 1
