@@ -234,8 +234,7 @@ class ClusterCoordinator:
             return await self._digest(step)
         if isinstance(step, Hydrate):
             if step.local:
-                tweets = self.service.shard.tweets
-                return HydrateAnswer(own={i: t for i in step.ids if (t := tweets.get(i)) is not None})
+                return self.service.hydrate_local(step)
             return await self._hydrate(step.ids)
         if isinstance(step, Windows):
             asks = step.asks

@@ -29,6 +29,7 @@ from node.errors import MurmurError, NotOwner
 from node.query.ast import And, Term, terms_of
 from node.replication import election as el
 from node.replication import messages as m
+from node.search.cursor import Hydrate, HydrateAnswer
 from node.search.digest import PeerDigest, peer_digest
 from node.shard import DeleteTweet, Promise, PutTweet, Record, Shard, encode_record
 from node.storage.mode import StorageMode
@@ -176,6 +177,14 @@ class Replica:
         return peer_digest(
             req.mine, ids, store.versions(ids), exhausted, store.version_of, self.record_of, self.query_unsure(req.root)
         )
+
+    def hydrate_local(self, step: Hydrate) -> HydrateAnswer:
+        """A local search's read of this node's own copies (node/search/cursor.py Hydrate): the live tweets, or,
+        for a step with a check, only which pass it and at what version (no Tweet is built for them)."""
+        if step.check is not None:
+            return HydrateAnswer(passed=self.shard.store.passing(step.ids, step.check))
+        tweets = self.shard.tweets
+        return HydrateAnswer(own={i: t for i in step.ids if (t := tweets.get(i)) is not None})
 
     def record_of(self, tweet_id: int) -> Record | None:
         """This node's copy of a tweet as a record (its tombstone once deleted), for read repair."""

@@ -103,6 +103,7 @@ class NodeService:
             self.replica.query, self.replica.local_window, self.replica.query_unsure
         )
         self.digest_query, self.record_of = self.replica.digest_query, self.replica.record_of
+        self.hydrate_local = self.replica.hydrate_local
         self.trend_counts = self.replica.trend_counts
         self.ensure_elected = self.elector.ensure_elected
         self.write = self.writes.write

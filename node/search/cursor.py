@@ -38,7 +38,7 @@ from typing import Literal
 import msgspec
 
 from node.cluster import limits
-from node.index.matcher import phrase_checker
+from node.index.matcher import Fields, phrase_checker
 from node.model import Tweet
 from node.query.ast import Query, terms_of
 from node.records import DeleteTweet, PutTweet, Record
@@ -96,10 +96,13 @@ class Digest(msgspec.Struct, frozen=True):
 
 
 class Hydrate(msgspec.Struct, frozen=True):
-    """The tweets of these ids: from R replicas of their partitions, or (local) from this node's own copy."""
+    """The tweets of these ids: from R replicas of their partitions, or (local) from this node's own copy. A local
+    one with a `check` wants no tweets: only which of the ids this node holds live and pass it, at what version
+    (HydrateAnswer.passed; TweetStore.passing reads a row's fields as the check needs them)."""
 
     ids: list[int]
     local: bool
+    check: Callable[[Fields], bool] | None = None
 
 
 @dataclass
@@ -146,6 +149,7 @@ class HydrateAnswer(msgspec.Struct):
     # id -> (node, its copy; None: none) of each replica that answered (a quorum read)
     copies: dict[int, list[tuple[str, Copy | None]]] = {}
     own: dict[int, Tweet] = {}  # a local Hydrate: this node's live copies of the ids it holds
+    passed: dict[int, int] = {}  # a local Hydrate with a check: id -> version of the copies here that pass it
 
 
 Answer = WindowsAnswer | ProbesAnswer | PushdownAnswer | DigestAnswer | HydrateAnswer
@@ -237,7 +241,7 @@ class SearchCursor:
         self.partial = False
         self.why: list[str] = []  # what made it partial (the first few): for the coordinator's log
         self.verify = q.needs_tweet() or unsure
-        self._check: Callable[[Tweet], bool] | None = None  # built on first use: most searches check nothing
+        self._check: Callable[[Fields], bool] | None = None  # built on first use: most searches check nothing
         self.hits: list[tuple[int, int]] = []
         self.tweets: dict[int, Tweet] = {}
         self.repairs: list[Repair] = []
@@ -405,17 +409,26 @@ class SearchCursor:
             else:
                 want = [i for i in chunk if i not in given]
             got: Mapping[int, Copy] = {}
-            if want:
-                ans = yield Hydrate(want, local)
-                assert isinstance(ans, HydrateAnswer)
-                got = self._hydrated(want, ans, local)
+            passed: dict[int, int] = {}
             check = self._checker() if verify or checks else None
+            if want:
+                if local and check is not None:  # every id wanted here is one to check: no Tweet needed
+                    ans = yield Hydrate(want, True, check)
+                    assert isinstance(ans, HydrateAnswer)
+                    passed = ans.passed
+                else:
+                    ans = yield Hydrate(want, local)
+                    assert isinstance(ans, HydrateAnswer)
+                    got = self._hydrated(want, ans, local)
             if local and check is None and not given:  # the common case: this node's copies, confirmed
                 self.hits += [(i, v) for i in chunk if (v := versions.get(i, 0))]  # (0: gone here meanwhile)
                 if len(self.hits) >= self.need:
                     return True
                 continue
             for i in chunk:
+                if (pv := passed.get(i)) is not None:  # this node's copy, checked where it lies
+                    self.hits.append((i, pv))
+                    continue
                 tw = given.get(i) or got.get(i)
                 if tw is not None and not isinstance(tw, Tweet):
                     tw = None  # a tombstone: deleted
@@ -438,7 +451,7 @@ class SearchCursor:
         if len(self.why) < 4:
             self.why.append(why)
 
-    def _checker(self) -> Callable[[Tweet], bool]:
+    def _checker(self) -> Callable[[Fields], bool]:
         if self._check is None:
             self._check = phrase_checker(self.q)  # exactly node.query.match.matches(q, .), faster on phrases
         return self._check

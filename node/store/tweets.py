@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -176,6 +176,17 @@ class TweetStore:
         if r < 0 or self._flags[r] & _DELETED:
             return None
         return self._tweet(r)
+
+    def passing(self, ids: Iterable[int], check: Callable[[_Row], bool]) -> dict[int, int]:
+        """id -> version of those of `ids` held live here whose row passes `check` (node/index/matcher.py
+        phrase_checker: it reads a row's fields as it needs them, a phrase only the text), building no Tweet."""
+        out: dict[int, int] = {}
+        flags, version = self._flags, self._version
+        for i in ids:
+            r = self.row(i)
+            if r >= 0 and not flags[r] & _DELETED and check(_Row(self, r)):
+                out[i] = version[r]
+        return out
 
     def tomb(self, tweet_id: int) -> DeleteTweet | None:
         r = self.row(tweet_id)
@@ -653,6 +664,38 @@ class TweetStore:
         """What the columns, the heap and the id index hold (the small dicts and intern tables excluded)."""
         cols = sum(col.itemsize * len(col) for col in self._c.values())
         return cols + len(self._heap) + 12 * len(self._sids) + 100 * len(self._recent)
+
+
+class _Row:
+    """One row's fields as a query check reads them (node/index/matcher.py Fields), each read when asked."""
+
+    __slots__ = ("_r", "_s")
+
+    def __init__(self, store: TweetStore, row: int) -> None:
+        self._s, self._r = store, row
+
+    @property
+    def text(self) -> str:
+        s, r = self._s, self._r
+        off = s._off[r]
+        return s._heap[off : off + s._tlen[r]].decode()
+
+    @property
+    def user(self) -> str:
+        return self._s._users[self._s._user[self._r]]
+
+    @property
+    def lang(self) -> str | None:
+        k = self._s._lang[self._r]
+        return self._s._langs[k - 1] if k else None
+
+    @property
+    def created_at_ms(self) -> int:
+        return self._s._created[self._r]
+
+    @property
+    def geo(self) -> GeoPoint | None:
+        return self._s._geo.get(self._r) if self._s._flags[self._r] & _GEO else None
 
 
 class _Tweets(Mapping[int, Tweet]):

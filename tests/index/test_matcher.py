@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -10,6 +11,8 @@ from node.model import GeoPoint, Tweet
 from node.query.ast import And, Near, Node, Or, Phrase, Query, Term
 from node.query.match import index_terms, matches
 from node.query.parser import parse
+from node.records import DeleteTweet
+from node.store.tweets import TweetStore
 from node.text.analyzer import contains_phrase
 
 WORDS = ["a", "b", "ice", "cream", "é", "_", "x" * 64, "x" * 65, "straße", "http", "t", "co", "١٢"]
@@ -73,6 +76,21 @@ def test_phrase_checker_equals_matches(q: Query, tweets: list[Tweet]) -> None:
         assert by_find(t) == want, (q, t)
         assert by_regex(t) == want, (q, t)
         assert switching(t) == want, (q, t)
+
+
+@settings(max_examples=300, deadline=None)
+@given(query_st, st.lists(tweet_st, min_size=1, max_size=6), st.sets(st.integers(1, 6)))
+def test_stored_rows_pass_a_check_as_their_tweets_do(q: Query, tweets: list[Tweet], deleted: set[int]) -> None:
+    """TweetStore.passing (a local search's verify) reads each row's fields for the check instead of building the
+    Tweet: the same answer as the check of each tweet, none for a deleted or unknown id, at the stored version."""
+    store = TweetStore()
+    stored = [msgspec.structs.replace(t, id=k + 1, version=10 + k) for k, t in enumerate(tweets)]
+    for t in stored:
+        store.put(t, 0)
+    for i in deleted:
+        store.delete(DeleteTweet(i, 100 + i, 0), 0)
+    want = {t.id: t.version for t in stored if t.id not in deleted and matches(q, t)}
+    assert store.passing([*range(1, 8), 99], phrase_checker(q)) == want
 
 
 @settings(max_examples=500, deadline=None)

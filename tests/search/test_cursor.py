@@ -166,8 +166,7 @@ class Fetcher:
                                                                   strict=True)))
         assert isinstance(step, Hydrate), step
         if step.local:
-            tweets = self.svcs[ME].shard.tweets
-            return HydrateAnswer(own={i: t for i in step.ids if (t := tweets.get(i)) is not None})
+            return self.svcs[ME].hydrate_local(step)
         answers = {x: self.svcs[x].get(step.ids) for x in self.order if x not in self.failing}
         return HydrateAnswer(copies_of({i: [(x, resp, 0) for x, resp in list(answers.items())[:R]]
                                         for i in step.ids}))
