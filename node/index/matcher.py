@@ -33,7 +33,6 @@ _gap = re.compile(_GAP_RE).match
 _is_w = re.compile(r"\w").match
 
 
-
 class Fields(Protocol):
     """What a check reads of a tweet: a Tweet, or a stored row read field by field (TweetStore.passing)."""
 
@@ -112,7 +111,8 @@ def _term(term: str, k: int) -> Check:
         return lambda t, s: "from:" + normalise(t.user) == term
     if term.startswith("lang:"):
         return lambda t, s: t.lang is not None and "lang:" + normalise(t.lang) == term
-    return lambda t, s: term in analysed_terms(analyse(t.text), t.user, t.lang)  # none comes from the parser: the model
+    # no such term comes from the parser: the model's definition (index_terms), from the fields a check reads
+    return lambda t, s: term in analysed_terms(analyse(t.text), t.user, t.lang)
 
 
 def _phrase(words: tuple[str, ...], k: int) -> Check:
