@@ -489,36 +489,41 @@ class Shard:
 
     # ------------------------------------------------------------ anti-entropy
 
-    def _bucket_keys(self, b: int, partial: bool, start: int, end: int) -> list[tuple[int, int]]:
-        if not self._bucket_count[b]:
+    def _keys_in(self, buckets: list[tuple[int, bool]], start: int, end: int) -> list[tuple[int, int]]:
+        """(id, version) of every id of partition (start, end] in these (bucket, partly inside) buckets: one scan of
+        the store's columns for all of them (a scan per bucket held a node ~2 ms each at 1.77 M tweets)."""
+        chosen = [(b, partial) for b, partial in buckets if self._bucket_count[b]]
+        if not chosen:
             return []
-        v = self.store.version_of
-        ids = self.store.ids_in_bucket(b)
-        return [(i, v(i)) for i in ids if not partial or in_range(tweet_token(i), start, end)]
+        marked = np.zeros(BUCKETS, dtype=bool)
+        marked[[b for b, _p in chosen]] = True
+        out = self.store.keys_in_buckets(marked)
+        cut = {b for b, partial in chosen if partial}
+        if cut:
+            out = [(i, v) for i, v in out if bucket_of(i) not in cut or in_range(tweet_token(i), start, end)]
+        return out
 
     def digest(self, start: int, end: int) -> dict[int, int]:
         """bucket -> XOR of key_hash over the ids of partition (start, end] in it (empty buckets left out)."""
         out: dict[int, int] = {}
-        for b, partial in range_buckets(start, end):
+        partial: list[tuple[int, bool]] = []
+        for b, part in range_buckets(start, end):
             if not self._bucket_count[b]:
                 continue
-            if partial:
-                h = 0
-                for i, v in self._bucket_keys(b, True, start, end):
-                    h ^= key_hash(i, v)
-            else:
-                h = self._bucket_hash[b]
-            if h:
+            if part:
+                partial.append((b, True))
+            elif h := self._bucket_hash[b]:
                 out[b] = h
+        cut: dict[int, int] = {}
+        for i, v in self._keys_in(partial, start, end):
+            b = bucket_of(i)
+            cut[b] = cut.get(b, 0) ^ key_hash(i, v)
+        out.update((b, h) for b, h in cut.items() if h)
         return out
 
     def keys(self, start: int, end: int, buckets: set[int]) -> list[tuple[int, int]]:
         """(id, version) of every id of partition (start, end] in these buckets."""
-        out: list[tuple[int, int]] = []
-        for b, partial in range_buckets(start, end):
-            if b in buckets:
-                out.extend(self._bucket_keys(b, partial, start, end))
-        return out
+        return self._keys_in([(b, partial) for b, partial in range_buckets(start, end) if b in buckets], start, end)
 
     def records_for(self, ids: list[int]) -> list[Record]:
         """The full records of these ids as this node holds them: the tweet or tombstone, with the index work

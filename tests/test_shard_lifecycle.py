@@ -10,7 +10,17 @@ from hypothesis import given, settings
 from node.model import Tweet
 from node.replication import collection as col
 from node.ring.ring import Ring, term_token, tweet_token
-from node.shard import DeleteTweet, OutboxDone, PostingOps, PutTweet, Record, Shard, in_range
+from node.shard import (
+    DeleteTweet,
+    OutboxDone,
+    PostingOps,
+    PutTweet,
+    Record,
+    Shard,
+    bucket_of,
+    in_range,
+    key_hash,
+)
 
 
 def tweet(i: int, v: int, text: str = "hello world") -> Tweet:
@@ -138,3 +148,24 @@ def _owned_record(r: Record, mine) -> bool:  # type: ignore[no-untyped-def]
     if isinstance(r, DeleteTweet):
         return bool(mine(tweet_token(r.id)))
     return True  # postings: the kept shard's terms are filtered by the caller
+
+
+@settings(max_examples=80, deadline=None)
+@given(ids=st.lists(st.integers(1, 2**63), min_size=1, max_size=120, unique=True), data=st.data())
+def test_digest_and_keys_of_any_range_are_those_of_its_ids(ids: list[int], data: st.DataObject) -> None:
+    # any range (start, end], wrapping or not, its ends next to ids' tokens (so that the buckets only partly
+    # inside hold ids on both sides of the end); live tweets and tombstones
+    def near_an_id() -> int:
+        return (tweet_token(data.draw(st.sampled_from(ids))) + data.draw(st.integers(-2, 2))) % 2**64
+
+    start, end = near_an_id(), near_an_id()
+    dead = set(data.draw(st.lists(st.sampled_from(ids), unique=True)))
+    sh = shard_of([*[PutTweet(tweet(i, 5)) for i in ids], *[DeleteTweet(i, 9, 100) for i in dead]])
+    inside = {i: (9 if i in dead else 5) for i in ids if in_range(tweet_token(i), start, end)}
+    want: dict[int, int] = {}
+    for i, v in inside.items():
+        b = bucket_of(i)
+        want[b] = want.get(b, 0) ^ key_hash(i, v)
+    assert sh.digest(start, end) == {b: h for b, h in want.items() if h}
+    asked = set(data.draw(st.lists(st.sampled_from(sorted({bucket_of(i) for i in ids})), unique=True)))
+    assert sorted(sh.keys(start, end, asked)) == sorted((i, v) for i, v in inside.items() if bucket_of(i) in asked)

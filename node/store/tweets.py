@@ -275,6 +275,23 @@ class TweetStore:
         del b, ids
         return out
 
+    def keys_in_buckets(self, marked: np.ndarray) -> list[tuple[int, int]]:
+        """(id, version) of every id (live or deleted) whose digest bucket is marked in `marked` (a bool array over
+        every bucket): one vectorised scan of the columns, whatever the number of buckets."""
+        n = len(self._id)
+        if not n:
+            return []
+        b = np.frombuffer(self._bucket, dtype=np.uint16, count=n)
+        ok = b != GONE_BUCKET
+        ok[ok] = marked[b[ok]]
+        rows = np.flatnonzero(ok)
+        del b
+        ids = np.frombuffer(self._id, dtype=np.uint64, count=n)
+        vers = np.frombuffer(self._version, dtype=np.uint64, count=n)
+        out = list(zip(ids[rows].tolist(), vers[rows].tolist(), strict=True))
+        del ids, vers
+        return out
+
     def ids_in_bucket(self, bucket: int) -> list[int]:
         """Every id (live or deleted) whose digest bucket is `bucket`: one vectorised scan of the column."""
         n = len(self._id)
