@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import random
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.index.index import InvertedIndex
-from node.index.pairs import PairIndex, pair_terms
+from node.index.pairs import LOOK_STEP, PairIndex, PairState, dump_pairs, load_pairs, pair_terms
+from node.index.postings import PostingsTable
 from node.query.ast import And, Node, Or, Phrase, Term
 from node.query.match import matches_node
 
@@ -134,3 +136,34 @@ def test_pair_terms_and_a_fixed_frequent_set() -> None:
     ix.settle()
     assert list(ix.iter_newest(And((Phrase(("a", "b")),)))) == [4, 1]
     assert list(ix.iter_newest(And((Phrase(("x", "a", "b")),)))) == [4]
+
+
+def test_a_look_over_a_big_watch_is_spread_over_calls_and_survives_a_snapshot() -> None:
+    asked: list[str] = []
+
+    class Counting(PostingsTable):
+        def df(self, term: str) -> int:
+            asked.append(term)
+            return super().df(term)
+
+    main = Counting("I", track_promotions=True)
+    words = [f"w{k}" for k in range(3 * LOOK_STEP + 10)]
+    for w in words:  # every word's list is an array (watched); the even ones are frequent enough
+        for d in range(40 if int(w[1:]) % 2 == 0 else 34):
+            main.add_fresh([w], d)
+    p = PairIndex(df_min=40, docs_per_df=10**9, check_every=1)
+    p.maybe_promote(main, 100)
+    assert len(asked) == LOOK_STEP  # one slice of the watch, not all of it
+    assert p.frequent_count() == LOOK_STEP // 2
+    state, parts = dump_pairs(p)  # mid-look: the rest of the look comes back with the snapshot
+    q = load_pairs(msgspec.msgpack.decode(msgspec.msgpack.encode(state), type=PairState), dict(_parts(parts)))
+    for docs in range(101, 105):
+        p.maybe_promote(main, docs)
+        q.maybe_promote(main, docs)
+    assert p.frequent_count() == q.frequent_count() == len(words) // 2
+    assert p.plans(("w0", "w2")) and not p.plans(("w1", "w3"))
+    assert {t: p._start[t] for t in p._start} == {t: q._start[t] for t in q._start}
+
+
+def _parts(parts: list[tuple[str, bytes | memoryview]]) -> list[tuple[str, memoryview]]:
+    return [(k, memoryview(bytes(v))) for k, v in parts]
