@@ -292,21 +292,6 @@ class TweetStore:
         del ids, vers
         return out
 
-    def ids_in_bucket(self, bucket: int) -> list[int]:
-        """Every id (live or deleted) whose digest bucket is `bucket`: one vectorised scan of the column."""
-        n = len(self._id)
-        if not n:
-            return []
-        b = np.frombuffer(self._bucket, dtype=np.uint16, count=n)
-        rows = np.flatnonzero(b == bucket)
-        del b
-        if not len(rows):
-            return []
-        ids = np.frombuffer(self._id, dtype=np.uint64, count=n)
-        out: list[int] = ids[rows].tolist()
-        del ids
-        return out
-
     def buckets_present(self) -> set[int]:
         n = len(self._id)
         if not n:
