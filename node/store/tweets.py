@@ -262,30 +262,31 @@ class TweetStore:
         del ids
         return out
 
-    def ids_in_buckets(self, marked: np.ndarray) -> np.ndarray:
-        """The ids (live or deleted) whose digest bucket is marked in `marked` (a bool array over every bucket)."""
-        n = len(self._id)
-        if not n:
-            return np.empty(0, np.uint64)
-        b = np.frombuffer(self._bucket, dtype=np.uint16, count=n)
+    def _rows_in_buckets(self, marked: np.ndarray) -> np.ndarray:
+        """The rows (live or deleted, not removed) whose digest bucket is marked in `marked` (a bool array over
+        every bucket): one vectorised scan of the bucket column."""
+        b = np.frombuffer(self._bucket, dtype=np.uint16, count=len(self._id))
         ok = b != GONE_BUCKET
         ok[ok] = marked[b[ok]]
-        ids = np.frombuffer(self._id, dtype=np.uint64, count=n)
-        out = ids[ok].copy()
-        del b, ids
+        del b
+        return np.flatnonzero(ok)
+
+    def ids_in_buckets(self, marked: np.ndarray) -> np.ndarray:
+        """The ids (live or deleted) whose digest bucket is marked in `marked` (a bool array over every bucket)."""
+        if not len(self._id):
+            return np.empty(0, np.uint64)
+        ids = np.frombuffer(self._id, dtype=np.uint64, count=len(self._id))
+        out = ids[self._rows_in_buckets(marked)]
+        del ids
         return out
 
     def keys_in_buckets(self, marked: np.ndarray) -> list[tuple[int, int]]:
-        """(id, version) of every id (live or deleted) whose digest bucket is marked in `marked` (a bool array over
-        every bucket): one vectorised scan of the columns, whatever the number of buckets."""
+        """(id, version) of every id (live or deleted) whose digest bucket is marked in `marked`: one scan of the
+        columns, whatever the number of buckets."""
         n = len(self._id)
         if not n:
             return []
-        b = np.frombuffer(self._bucket, dtype=np.uint16, count=n)
-        ok = b != GONE_BUCKET
-        ok[ok] = marked[b[ok]]
-        rows = np.flatnonzero(ok)
-        del b
+        rows = self._rows_in_buckets(marked)
         ids = np.frombuffer(self._id, dtype=np.uint64, count=n)
         vers = np.frombuffer(self._version, dtype=np.uint64, count=n)
         out = list(zip(ids[rows].tolist(), vers[rows].tolist(), strict=True))
