@@ -7,7 +7,14 @@ A table holds one kind of value: 'Q' (64-bit tweet ids) or 'I' (32-bit local doc
 Storage by size, because most terms of a real corpus are rare and per-term overhead dominates memory:
   1 value         -> the int itself                    (no container at all)
   2..SMALL_MAX    -> bytes, native-endian items        (33 B header instead of array's 80 B plus slack)
-  more            -> array(typecode)                   (amortised O(1) append at the end)
+  more            -> array(typecode) in a _Long         (amortised O(1) append at the end)
+
+Why the _Long wrapper: the collector tracks arrays, and a dict that holds one tracked value is tracked too, so
+every full pass of the collector walked the whole term dict (millions of entries at the full corpus: 128-257 ms a
+pass, a node's longest stall). A _Long is a msgspec Struct without gc, so the dict holds no tracked value, and the
+collector's next full pass untracks it for good (CPython untracks a dict of untracked values in a full pass);
+only the arrays themselves stay tracked, each a leaf (they hold no references, so no cycle can pass through a
+_Long). Measured in process: see the README's "The collector and the term dict".
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from itertools import accumulate
 
+import msgspec
+
 SMALL_MAX = 32  # above this a list becomes an array: copying <= 256 B per append beats 80 B of header per list
 SMALL_MIN = 8  # an array shrinking to this many values goes back to bytes (hysteresis: no flapping at the border)
 
@@ -26,7 +35,16 @@ _BYTES_HEADER = sys.getsizeof(b"")
 _ARRAY_HEADER = sys.getsizeof(array("Q"))
 _ARRAY_SLACK = 1.04  # array over-allocates newsize >> 4 (3 % on average) plus a few slots
 
-Value = int | bytes | array  # what the table holds for one term
+
+
+class _Long(msgspec.Struct, gc=False):
+    """A list longer than SMALL_MAX: its array, in a holder the collector does not track (see the module header)."""
+
+    a: array
+
+
+_LONG_SIZE = sys.getsizeof(_Long(array("Q")))
+Value = int | bytes | _Long  # what the table holds for one term
 
 
 class PostingsTable:
@@ -60,8 +78,8 @@ class PostingsTable:
             return array(self.typecode, (v,))
         if type(v) is bytes:
             return array(self.typecode, v)
-        assert isinstance(v, array)
-        return v
+        assert type(v) is _Long
+        return v.a
 
     def df(self, term: str) -> int:
         v = self._d.get(term)
@@ -71,8 +89,8 @@ class PostingsTable:
             return 1
         if type(v) is bytes:
             return len(v) // self._item
-        assert isinstance(v, array)
-        return len(v)
+        assert type(v) is _Long
+        return len(v.a)
 
     def __contains__(self, term: str) -> bool:
         return term in self._d
@@ -97,7 +115,7 @@ class PostingsTable:
             + self._key_bytes
             + singles * _INT_BYTES
             + self._smalls * _BYTES_HEADER
-            + self._arrays * _ARRAY_HEADER
+            + self._arrays * (_ARRAY_HEADER + _LONG_SIZE)
             + in_containers * self._item * slack
         )
 
@@ -106,6 +124,8 @@ class PostingsTable:
         total = sys.getsizeof(self._d)
         for t, v in self._d.items():
             total += sys.getsizeof(t) + sys.getsizeof(v)
+            if type(v) is _Long:
+                total += sys.getsizeof(v.a)
         return total
 
     # -- writing ------------------------------------------------------------------------------------------
@@ -139,7 +159,7 @@ class PostingsTable:
                     return False
                 a.insert(i, x)
             if len(a) > SMALL_MAX:
-                d[term] = a
+                d[term] = _Long(a)
                 self._smalls -= 1
                 self._arrays += 1
                 if self.promoted is not None:
@@ -147,14 +167,15 @@ class PostingsTable:
             else:
                 d[term] = a.tobytes()
         else:
-            assert isinstance(v, array)
-            if x > v[-1]:
-                v.append(x)
+            assert type(v) is _Long
+            a = v.a
+            if x > a[-1]:
+                a.append(x)
             else:
-                i = bisect_left(v, x)
-                if v[i] == x:
+                i = bisect_left(a, x)
+                if a[i] == x:
                     return False
-                v.insert(i, x)
+                a.insert(i, x)
         self._postings += 1
         return True
 
@@ -171,8 +192,8 @@ class PostingsTable:
         n = 0
         for n, t in enumerate(terms, 1):  # noqa: B007 (n counts the terms)
             v = get(t)
-            if v.__class__ is array and (fresh or x > v[-1]):  # type: ignore[union-attr]
-                v.append(x)  # type: ignore[union-attr]
+            if v.__class__ is _Long and (fresh or x > v.a[-1]):  # type: ignore[union-attr]
+                v.a.append(x)  # type: ignore[union-attr]
             else:
                 slow += 1
                 add(t, x)  # counts its own posting
@@ -192,8 +213,8 @@ class PostingsTable:
         for t in terms:
             v = get(t)
             cls = v.__class__
-            if cls is array:
-                v.append(x)  # type: ignore[union-attr]
+            if cls is _Long:
+                v.a.append(x)  # type: ignore[union-attr]
             elif cls is bytes and len(v) < small_bytes:  # type: ignore[arg-type]
                 d[t] = v + bx  # type: ignore[operator]
             elif v is None:
@@ -235,13 +256,14 @@ class PostingsTable:
             else:
                 d[term] = a.tobytes()
         else:
-            assert isinstance(v, array)
-            i = bisect_left(v, x)
-            if i == len(v) or v[i] != x:
+            assert type(v) is _Long
+            a = v.a
+            i = bisect_left(a, x)
+            if i == len(a) or a[i] != x:
                 return False
-            del v[i]
-            if len(v) <= SMALL_MIN:
-                d[term] = v.tobytes()
+            del a[i]
+            if len(a) <= SMALL_MIN:
+                d[term] = a.tobytes()
                 self._arrays -= 1
                 self._smalls += 1
         self._postings -= 1
@@ -259,8 +281,8 @@ class PostingsTable:
             k = len(v) // self._item
             self._smalls -= 1
         else:
-            assert isinstance(v, array)
-            k = len(v)
+            assert type(v) is _Long
+            k = len(v.a)
             self._arrays -= 1
         self._postings -= k
         return k
@@ -285,9 +307,9 @@ class PostingsTable:
                 counts.append(len(v) // item)
                 vals.frombytes(v)
             else:
-                assert isinstance(v, array)
-                counts.append(len(v))
-                vals.extend(v)
+                assert type(v) is _Long
+                counts.append(len(v.a))
+                vals.extend(v.a)
         return [
             (prefix + ".keys", "".join(keys).encode()),
             (prefix + ".klen", memoryview(klen).cast("B")),
@@ -325,7 +347,7 @@ class PostingsTable:
             else:
                 a = array(typecode)
                 a.frombytes(raw[pos * item : (pos + c) * item])
-                put(a)
+                put(_Long(a))
                 arrays += 1
             pos += c
         t._d = dict(zip(keys, values, strict=True))

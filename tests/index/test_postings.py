@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import random
-from array import array
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.index.postings import SMALL_MAX, SMALL_MIN, PostingsTable
+from node.index.postings import SMALL_MAX, SMALL_MIN, PostingsTable, _Long
 
 
 def _kind(t: PostingsTable, term: str) -> type:
@@ -27,7 +27,7 @@ def test_forms_follow_size_and_shrink_back(tc: str) -> None:
         t.add("w", x)
     assert _kind(t, "w") is bytes and t.df("w") == SMALL_MAX
     t.add("w", 1)  # out of order, at the border
-    assert _kind(t, "w") is array and t.df("w") == SMALL_MAX + 1
+    assert _kind(t, "w") is _Long and t.df("w") == SMALL_MAX + 1
     vals = t.get("w")
     assert vals is not None
     for x in list(vals)[: SMALL_MAX + 1 - SMALL_MIN]:
@@ -39,6 +39,30 @@ def test_forms_follow_size_and_shrink_back(tc: str) -> None:
     assert t.remove("w", 100 + SMALL_MAX - 3)
     assert "w" not in t and t.terms_count() == 0 and t.postings_count() == 0
     assert t.memory_bytes() == t.exact_memory_bytes()
+
+
+@pytest.mark.parametrize("tc", ["I", "Q"])
+def test_the_collector_does_not_walk_the_term_dict(tc: str) -> None:
+    """Long lists are arrays, which the collector tracks; the term dict must still be untracked after a full
+    pass, or every full pass walks every term (the module header)."""
+    t = PostingsTable(tc)
+    for x in range(1, 3 * SMALL_MAX):
+        t.add_fresh(["long", f"w{x}"], x)
+    t.add("long", 0)  # out of order: the slow path's array too
+    t.add("other", 5)
+    for x in range(6, 6 + 2 * SMALL_MAX):
+        t.add_all(["other"], x)
+    assert _kind(t, "long") is _Long and _kind(t, "other") is _Long
+    gc.collect()
+    assert not gc.is_tracked(t._d)
+    t.add_fresh(["long", "new"], 10**6)
+    t.add("third", 1)
+    for x in range(2, 2 + 2 * SMALL_MAX):
+        t.add("third", x)  # promoted by add
+    assert _kind(t, "third") is _Long and not gc.is_tracked(t._d)
+    loaded = PostingsTable.load_parts({k: memoryview(v) for k, v in t.dump_parts("p")}, "p", tc)
+    gc.collect()
+    assert not gc.is_tracked(loaded._d) and list(loaded.get("long") or []) == list(t.get("long") or [])
 
 
 def test_out_of_order_insert_and_idempotence() -> None:
