@@ -66,15 +66,23 @@ _DOCNOS_MAX = 1 << 32
 
 
 class _Staged:
-    """A staged tweet's terms and words, kept until it gets a docno, and the staging table that holds it (None
-    while it is pending: in no table yet)."""
+    """A staged tweet's terms (distinct) and words, kept until it gets a docno, and the staging table that holds it
+    (None while it is pending: in no table yet).
+
+    Tuples, not a set and a list: the collector untracks a tuple of strings on its first pass, while a set or a
+    list stays tracked and every full pass walks each of its strings. 8 k staged tweets' sets and lists were 35 of
+    the 36 ms of a full pass over a node's state at 300 k tweets (in process), whatever the corpus's size."""
 
     __slots__ = ("table", "terms", "words")
 
-    def __init__(self, terms: set[str], words: Sequence[str] | None, table: StagingTable | None) -> None:
+    def __init__(self, terms: tuple[str, ...], words: tuple[str, ...] | None, table: StagingTable | None) -> None:
         self.terms = terms
         self.words = words
         self.table = table
+
+    def keep_only(self, gone: set[str] | frozenset[str]) -> None:
+        """Forget the terms in `gone`."""
+        self.terms = tuple(t for t in self.terms if t not in gone)
 
 
 class InvertedIndex:
@@ -132,7 +140,8 @@ class InvertedIndex:
         word sequence as it stands after this call (index_terms(t)[1]); without it phrases get slower for good."""
         where = self._locate(tweet_id)
         if where is None:  # a new tweet above every docno: staged until it is among the lowest staged
-            self._staged[tweet_id] = _Staged(set(terms), words, None)
+            distinct = tuple(terms) if terms.__class__ is set else tuple(set(terms))
+            self._staged[tweet_id] = _Staged(distinct, None if words is None else tuple(words), None)
             pending = self._pending
             pending.add(tweet_id)
             if self._read and len(pending) >= self.sync_every:
@@ -145,11 +154,11 @@ class InvertedIndex:
             return
         table, key, staged = where
         if staged is not None:
-            fresh = set(terms) - staged.terms  # a staging table takes no (term, id) twice
+            fresh = set(terms).difference(staged.terms)  # a staging table takes no (term, id) twice
             if table is not None:
                 table.add_all(fresh, key)
-            staged.terms |= fresh
-            staged.words = words
+            staged.terms = (*staged.terms, *fresh)
+            staged.words = None if words is None else tuple(words)
             return
         assert isinstance(table, PostingsTable)  # main or side: a staged id has its entry
         table.add_all(terms, key)
@@ -256,13 +265,14 @@ class InvertedIndex:
         table, key, staged = where
         if table is None:  # pending: in no table yet
             assert staged is not None
-            staged.terms.difference_update(terms)
+            staged.keep_only(set(terms))
             return
         rm = table.remove
-        for t in terms:
+        gone = set(terms)
+        for t in gone:
             rm(t, key)
-            if staged is not None:
-                staged.terms.discard(t)
+        if staged is not None:
+            staged.keep_only(gone)
         if words is not None and table is self._main and self._pairs is not None:
             self._pairs.remove(words, key)
 
@@ -280,7 +290,7 @@ class InvertedIndex:
             for t in gone:
                 stage.drop(t)
         for st in self._staged.values():
-            st.terms -= gone
+            st.keep_only(gone)
         self._pairs = None
         return dropped
 
