@@ -226,3 +226,21 @@ def test_a_tweet_staged_through_many_rotations_stays_found() -> None:
     assert ix.search(And((Term("y"),)), 3, max_id=21) == ([21, 20, 19], 18)
     assert ix.settle() == 0
     assert ix.search(And((Term("x"),)), 3) == ([1000, 40, 39], 38) and ix.df("x") == 41
+
+
+def test_a_staged_tweet_leaves_the_collector_one_object_to_walk() -> None:
+    """A staged tweet's terms and words are tuples of strings, which a full pass untracks: a set or a list stays
+    tracked, and every full pass walked each of their strings (README: "The collector and the term dict")."""
+    import gc
+
+    ix = InvertedIndex(stage_keep=10_000, stage_step=10_000)
+    ix.add(1, {"x"}, ["x"])
+    gc.collect()
+    before = len(gc.get_objects())
+    for tid in range(2, 1002):
+        words = [f"w{tid % 20}", "x", f"v{tid % 7}"]  # few distinct terms: few staging arrays
+        ix.add(tid, set(words), words)
+    ix.df("x")  # a read: the pending tweets join a staging table
+    gc.collect()
+    assert ix.staged_count() == 1001
+    assert len(gc.get_objects()) - before <= 1000 + 50  # the _Staged holders themselves, not their contents
