@@ -56,7 +56,7 @@ log = structlog.get_logger("murmur.node")
 REPAIR_QUEUE_MAX = 64
 GC_GEN0, GC_GEN1 = 700, 10  # CPython's defaults for the young generations
 GC_GEN2_NEVER = 1 << 30  # young passes before a full one: never by count (see _full_gc)
-GC_FULL_EVERY_S = 120.0  # a full pass this often (`gc_full` logs it: 100-124 ms at 1.77 M tweets, in process)
+GC_FULL_EVERY_S = 120.0  # a full pass this often (`gc_full` logs it: 26-90 ms ~1 M tweets into a full-corpus load)
 DISCOVER_CALL_S = 2.0  # one seed's answer to "which topology?"
 DISCOVER_TIMEOUT_S = 60.0  # --join waits this long for a seed to answer
 JOIN_ATTEMPTS_MAX = 60  # a join retries (another change in progress, a member down) this often
@@ -592,10 +592,10 @@ async def _settle_index(shard: Shard) -> None:
 async def _full_gc(every_s: float = GC_FULL_EVERY_S) -> None:
     """The collector's pass over the oldest generation, on a clock instead of by allocation counts.
 
-    Every posting list longer than 32 (an array: the collector tracks arrays) and every staged tweet's terms live
-    in the oldest generation, and a pass over it visits all of them: 34-54 ms at 300 k tweets a node, run every 1-2 s
-    during a load (a staged tweet's objects outlive two young passes, so each second's arrivals count towards the
-    next full pass), collecting nothing (the index and the store hold no cycles). Those passes were nearly every
+    Every posting list longer than 32 (an array: the collector tracks arrays) lives in the oldest generation, and by
+    allocation counts a pass over it ran every 1-2 s during a load (34-54 ms at 300 k tweets a node, before the term
+    dict and the staged tweets were made untracked: see node/index/postings.py), collecting nothing (the index and
+    the store hold no cycles). Those passes were nearly every
     step over 30 ms in a 300 k load (MURMUR_SLOW_STEP_MS=30: 23 of 25 slow steps on a node were `gc_pause`). The
     young generations still run by allocation counts (they find trio's short-lived cycles); the full pass runs
     every GC_FULL_EVERY_S, so cycles that got old are still freed."""
