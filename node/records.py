@@ -29,6 +29,11 @@ class PutTweet(msgspec.Struct, frozen=True, tag=1, array_like=True):
     add: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
     local: bool = False
+    # With `local`: the analyser's words of tweet.text as the master found them when it made this version, so that
+    # each replica indexes from them and the tweet's hashtags and mentions instead of analysing the text again
+    # (node/index/terms.py `tweet_terms_of`). None: the replica analyses the text (repairs, hints and streams
+    # carry none).
+    words: tuple[str, ...] | None = None
 
 
 class DeleteTweet(msgspec.Struct, frozen=True, tag=2, array_like=True):

@@ -50,13 +50,13 @@ from __future__ import annotations
 import bisect
 import itertools
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import numpy as np
 
 from node.index.index import InvertedIndex
-from node.index.terms import tweet_terms_words
+from node.index.terms import tweet_terms_of, tweet_terms_words
 from node.model import Tweet
 from node.query.ast import Term
 from node.records import (
@@ -245,18 +245,30 @@ class Shard:
         b = bucket_of(t.id)
         self._rekey(t.id, b, old, t.version)
         if rec.local:
-            self._index_locally(t.id, self.store.get(t.id) if old else None, t)
+            self._index_locally(t.id, self.store.get(t.id) if old else None, t, rec.words)
         self.store.put(t, b)
         self._queue(t.id, t.version, rec.add, rec.remove, t)
         return True
 
-    def _index_locally(self, tweet_id: int, before: Tweet | None, after: Tweet | None) -> None:
-        """Bring the index from `before` (the copy held, None: none or a tombstone) to `after` (None: deleted)."""
+    def _index_locally(
+        self, tweet_id: int, before: Tweet | None, after: Tweet | None, words: tuple[str, ...] | None = None
+    ) -> None:
+        """Bring the index from `before` (the copy held, None: none or a tombstone) to `after` (None: deleted).
+        `words`: after.text's words as the master analysed them (PutTweet.words), None: analyse it here."""
         ix = self.index
-        new_terms, new_words = tweet_terms_words(after.text, after.user, after.lang) if after else (set(), [])
+        if before is not None and after is not None and (before.text, before.user, before.lang) == (
+            after.text, after.user, after.lang
+        ):
+            return  # likes/retweets only: the same terms
+        new_terms: set[str]
+        new_words: Sequence[str]
+        if after is None:
+            new_terms, new_words = set(), ()
+        elif words is not None:
+            new_terms, new_words = tweet_terms_of(words, after.hashtags, after.mentions, after.user, after.lang), words
+        else:
+            new_terms, new_words = tweet_terms_words(after.text, after.user, after.lang)
         if before is not None:
-            if after is not None and (before.text, before.user, before.lang) == (after.text, after.user, after.lang):
-                return  # likes/retweets only: the same terms
             old_terms, old_words = tweet_terms_words(before.text, before.user, before.lang)
             ix.remove(tweet_id, old_terms - new_terms, old_words)  # an edit: its pairs go with the old words
         if after is not None:

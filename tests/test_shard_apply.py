@@ -11,7 +11,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.index.terms import tweet_terms_words
+from node.index.terms import analyse_fast, tweet_terms_words
 from node.model import Tweet
 from node.query.ast import Term
 from node.shard import DeleteTweet, OutboxDone, PostingOps, Promise, PutTweet, Record, Shard, make_version
@@ -217,3 +217,33 @@ def test_a_write_arriving_after_its_repair_copy_keeps_its_work() -> None:
     e = sh.outbox[7]
     assert (e.version, set(e.add), set(e.remove)) == (v2, {"from:u", "red"}, set())
     assert sh.records_for([7]) == [PutTweet(red2, e.add, e.remove)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(hist=histories(), data=st.data())
+def test_records_with_the_masters_words_index_as_the_text_does(
+    hist: dict[tuple[int, int], Tweet | int], data: st.DataObject
+) -> None:
+    """A replica indexes a local PutTweet from the words its master shipped (PutTweet.words) and the tweet's own
+    hashtags and mentions, without analysing the text: the state must be the one the text gives, in any order,
+    whichever copies carry words (a repair, a hint or a stream carries none)."""
+    tags = data.draw(st.lists(st.sampled_from(["#Gold", "@Bob", "#ß", "red!", "İ"]), max_size=3))
+    plain: list[Record] = []
+    shipped: list[Record] = []
+    for (i, v), x in hist.items():
+        if isinstance(x, Tweet):
+            text = " ".join([x.text, *tags])
+            a = analyse_fast(text)
+            t = msgspec.structs.replace(x, text=text, hashtags=a.hashtags, mentions=a.mentions)
+            plain.append(PutTweet(t, local=True))
+            shipped.append(PutTweet(t, local=True, words=a.words) if data.draw(st.booleans()) else PutTweet(t, local=True))
+        else:
+            plain.append(DeleteTweet(i, v, x, local=True))
+            shipped.append(plain[-1])
+    order = data.draw(st.permutations(range(len(plain))))
+    assert dump(shard_of([shipped[j] for j in order])) == dump(shard_of([plain[j] for j in order]))
+    assert dump(shard_of([shipped[j] for j in order])) == dump(shard_of(sorted(plain, key=_version_of)))
+
+
+def _version_of(r: Record) -> int:
+    return r.tweet.version if isinstance(r, PutTweet) else r.version if isinstance(r, DeleteTweet) else 0

@@ -67,7 +67,25 @@ def tweet_terms(text: str, user: str, lang: str | None) -> set[str]:
 def tweet_terms_words(text: str, user: str, lang: str | None) -> tuple[set[str], list[str]]:
     """index_terms(tweet) with the words as a list: what the shard passes to InvertedIndex.add."""
     out, words = text_terms_words(text)
+    _add_user_lang(out, user, lang)
+    return out, words
+
+
+def tweet_terms_of(
+    words: tuple[str, ...], hashtags: tuple[str, ...], mentions: tuple[str, ...], user: str, lang: str | None
+) -> set[str]:
+    """index_terms(tweet)[0] from an analysis already made (the master's, shipped in its record: PutTweet.words)
+    and the tweet's own hashtags and mentions (which are that analysis's): no pass over the text."""
+    out = set(words)
+    if hashtags:
+        out.update(map("#".__add__, hashtags))
+    if mentions:
+        out.update(map("@".__add__, mentions))
+    _add_user_lang(out, user, lang)
+    return out
+
+
+def _add_user_lang(out: set[str], user: str, lang: str | None) -> None:
     out.add("from:" + (user.casefold() if user.isascii() else unicodedata.normalize("NFKC", user).casefold()))
     if lang is not None:
         out.add("lang:" + (lang.casefold() if lang.isascii() else unicodedata.normalize("NFKC", lang).casefold()))
-    return out, words

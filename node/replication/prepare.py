@@ -74,7 +74,7 @@ def prepare_write(
         a = analyse_fast(t.text)
         tweet = build_tweet(t, op.id, op.created_at_ms, a, versions.next(0, epoch))
         if local_index:
-            return PutTweet(tweet, local=True), m.WriteResult("created", tweet)
+            return PutTweet(tweet, local=True, words=a.words), m.WriteResult("created", tweet)
         return PutTweet(tweet, tuple(sorted(analysed_terms(a, t.user, t.lang)))), m.WriteResult("created", tweet)
     old = sh.tweets.get(op.id)
     if old is None:
@@ -108,7 +108,7 @@ def prepare_write(
         return PutTweet(old, tuple(sorted(index_terms(old)[0]))), m.WriteResult("ok", old)
     new = msgspec.structs.replace(old, version=versions.next(old.version, epoch), **changes)
     if local_index:
-        return PutTweet(new, local=True), m.WriteResult("ok", new)
+        return PutTweet(new, local=True, words=a.words if "text" in changes else None), m.WriteResult("ok", new)
     new_terms = analysed_terms(a, new.user, new.lang) if "text" in changes else index_terms(new)[0]
     gone = index_terms(old)[0] - new_terms
     return PutTweet(new, tuple(sorted(new_terms)), tuple(sorted(gone))), m.WriteResult("ok", new)

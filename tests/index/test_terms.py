@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from node.index.terms import analyse_fast, tweet_terms, tweet_terms_words
+from node.index.terms import analyse_fast, tweet_terms, tweet_terms_of, tweet_terms_words
 from node.model import Tweet
 from node.query.match import index_terms
 from node.text.analyzer import analyse
@@ -35,3 +35,12 @@ def test_same_terms_as_index_terms(text: str, user: str, lang: str | None) -> No
 @example("#" + "e" * 65 + " #e")  # the long run is dropped; a short one of its prefix is another tag
 def test_analyse_fast_is_analyse(text: str) -> None:
     assert analyse_fast(text) == analyse(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text_st, st.text(min_size=1, max_size=5), st.one_of(st.none(), st.text(max_size=3)))
+@example("Loving #Python, @Bob! http://t.co/x #" + "a" * 64 + " #" + "b" * 65 + " @" + "c" * 65, "Bob", "EN")
+def test_terms_of_an_analysis_are_the_texts_terms(text: str, user: str, lang: str | None) -> None:
+    """What a replica indexes from its master's words (PutTweet.words) and the tweet's hashtags and mentions."""
+    a = analyse_fast(text)
+    assert tweet_terms_of(a.words, a.hashtags, a.mentions, user, lang) == tweet_terms(text, user, lang)
