@@ -237,6 +237,12 @@ def _and_terms_desc(pos: list[array], neg: list[array], lo: int, hi: int) -> Ite
     while i > d_lo:
         j = max(d_lo, i - size)
         size = min(2 * size, _CHUNK_MAX)
+        if i - j >= _NUMPY_CHUNK:
+            found = _and_chunk_np(drv, j, i, pos[1:], neg)
+            i = j
+            if found:
+                yield from found
+            continue
         chunk = drv[j:i]
         i = j
         c_min, c_max = chunk[0], chunk[-1]
@@ -263,6 +269,33 @@ def _and_terms_desc(pos: list[array], neg: list[array], lo: int, hi: int) -> Ite
             yield from sorted(cands, reverse=True)
 
 
+def _and_chunk_np(drv: array, j: int, i: int, others: list[array], neg: list[array]) -> list[int]:
+    """drv[j:i] (ascending) kept where every `others` list holds the value and no `neg` list does, largest first:
+    each list's slice between the chunk's ends searched for all the candidates at once (numpy searchsorted), with
+    no Python int per value until the survivors. Every numpy view is gone before this returns (while one lives
+    its array cannot grow), so nothing here outlives a suspended generator."""
+    view = np.frombuffer(drv, dtype=_DTYPES[drv.typecode], count=i - j, offset=j * drv.itemsize)
+    cands = view.copy()
+    del view
+    c_min, c_max = drv[j], drv[i - 1]
+    for a, keep in [*((a, True) for a in others), *((a, False) for a in neg)]:
+        s = bisect_left(a, c_min)
+        e = bisect_right(a, c_max, s)
+        if e == s:
+            if keep:
+                return []
+            continue
+        view = np.frombuffer(a, dtype=_DTYPES[a.typecode], count=e - s, offset=s * a.itemsize)
+        idx = np.searchsorted(view, cands)
+        np.minimum(idx, e - s - 1, out=idx)
+        hit = view[idx] == cands
+        del view
+        cands = cands[hit if keep else ~hit]
+        if not len(cands):
+            return []
+    return cands[::-1].tolist()  # type: ignore[no-any-return]
+
+
 def _and_since_desc(pos: list, neg: list[array], lo: int, hi: int) -> Iterator[int]:
     """An AND of term lists and ("since", docno, list) parts: range by range from the top, each range an AND of
     plain lists (a "since" part is its list at or above its docno and no constraint below)."""
@@ -280,6 +313,7 @@ def _and_since_desc(pos: list, neg: list[array], lo: int, hi: int) -> Iterator[i
 _CHUNK_FIRST = 128  # values of the driving list examined first; then 256, 512, ...
 _CHUNK_MAX = 8192  # bounds the work (and memory) spent past the values a caller ends up taking
 _SET_RATIO = 8  # a slice up to this many times the candidates is cheaper to intersect than to probe
+_NUMPY_CHUNK = 512  # a chunk of the driving list this long is intersected by numpy (_and_chunk_np), not as sets
 
 
 def _member(a: array, x: int, s: int, e: int) -> bool:
