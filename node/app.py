@@ -595,8 +595,8 @@ async def _full_gc(every_s: float = GC_FULL_EVERY_S) -> None:
     Every posting list longer than 32 (an array: the collector tracks arrays) lives in the oldest generation, and by
     allocation counts a pass over it ran every 1-2 s during a load (34-54 ms at 300 k tweets a node, before the term
     dict and the staged tweets were made untracked: see node/index/postings.py), collecting nothing (the index and
-    the store hold no cycles). Those passes were nearly every
-    step over 30 ms in a 300 k load (MURMUR_SLOW_STEP_MS=30: 23 of 25 slow steps on a node were `gc_pause`). The
+    the store hold no cycles). Those passes were nearly every step over 30 ms in a 300 k load
+    (MURMUR_SLOW_STEP_MS=30: 23 of 25 slow steps on a node were `gc_pause`). The
     young generations still run by allocation counts (they find trio's short-lived cycles); the full pass runs
     every GC_FULL_EVERY_S, so cycles that got old are still freed."""
     while True:

@@ -36,7 +36,6 @@ _ARRAY_HEADER = sys.getsizeof(array("Q"))
 _ARRAY_SLACK = 1.04  # array over-allocates newsize >> 4 (3 % on average) plus a few slots
 
 
-
 class _Long(msgspec.Struct, gc=False):
     """A list longer than SMALL_MAX: its array, in a holder the collector does not track (see the module header)."""
 
