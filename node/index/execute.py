@@ -272,24 +272,18 @@ def _and_terms_desc(pos: list[array], neg: list[array], lo: int, hi: int) -> Ite
 def _and_chunk_np(drv: array, j: int, i: int, others: list[array], neg: list[array]) -> list[int]:
     """drv[j:i] (ascending) kept where every `others` list holds the value and no `neg` list does, largest first:
     each list's slice between the chunk's ends searched for all the candidates at once (numpy searchsorted), with
-    no Python int per value until the survivors. Every numpy view is gone before this returns (while one lives
-    its array cannot grow), so nothing here outlives a suspended generator."""
-    view = np.frombuffer(drv, dtype=_DTYPES[drv.typecode], count=i - j, offset=j * drv.itemsize)
-    cands = view.copy()
-    del view
+    no Python int per value until the survivors. No view of a live array outlives this call (see _in_slice), so
+    none outlives a suspended generator."""
+    cands = np.frombuffer(drv[j:i], dtype=_DTYPES[drv.typecode])  # over a copy of the slice: drv may grow
     c_min, c_max = drv[j], drv[i - 1]
-    for a, keep in [*((a, True) for a in others), *((a, False) for a in neg)]:
+    for a, keep in [(a, True) for a in others] + [(a, False) for a in neg]:
         s = bisect_left(a, c_min)
         e = bisect_right(a, c_max, s)
         if e == s:
             if keep:
                 return []
             continue
-        view = np.frombuffer(a, dtype=_DTYPES[a.typecode], count=e - s, offset=s * a.itemsize)
-        idx = np.searchsorted(view, cands)
-        np.minimum(idx, e - s - 1, out=idx)
-        hit = view[idx] == cands
-        del view
+        hit = _in_slice(a, s, e, cands)
         cands = cands[hit if keep else ~hit]
         if not len(cands):
             return []
@@ -323,15 +317,21 @@ def _member(a: array, x: int, s: int, e: int) -> bool:
 
 def _probe(a: array, cands: set[int] | list[int], s: int, e: int, keep: bool) -> list[int]:
     """The candidates that are (keep) or are not in a[s:e] (non-empty), by binary searches: one bisect each for a
-    few, else one numpy searchsorted over all (~50x cheaper than a Python call per candidate, measured).
-    The numpy view of the array is dropped before returning: while it lives the array cannot grow."""
+    few, else one numpy searchsorted over all (_in_slice: ~50x cheaper than a Python call per candidate, measured)."""
     if len(cands) < _NUMPY_MIN:
         return [c for c in cands if _member(a, c, s, e) == keep]
+    c = np.fromiter(cands, dtype=_DTYPES[a.typecode], count=len(cands))
+    hit = _in_slice(a, s, e, c)
+    return c[hit if keep else ~hit].tolist()  # type: ignore[no-any-return]
+
+
+def _in_slice(a: array, s: int, e: int, c: np.ndarray) -> np.ndarray:
+    """Which of the values `c` are in a[s:e] (non-empty, ascending): one searchsorted over all of them. The numpy
+    view of the array is dropped before returning: while it lives the array cannot grow."""
     view = np.frombuffer(a, dtype=_DTYPES[a.typecode], count=e - s, offset=s * a.itemsize)
-    c = np.fromiter(cands, dtype=view.dtype, count=len(cands))
     hit = view[np.minimum(np.searchsorted(view, c), e - s - 1)] == c
     del view
-    return c[hit if keep else ~hit].tolist()  # type: ignore[no-any-return]
+    return hit
 
 
 _NUMPY_MIN = 8  # candidates from which one vectorised search beats bisect calls

@@ -76,11 +76,7 @@ def tweet_terms_of(
 ) -> set[str]:
     """index_terms(tweet)[0] from an analysis already made (the master's, shipped in its record: PutTweet.words)
     and the tweet's own hashtags and mentions (which are that analysis's): no pass over the text."""
-    out = set(words)
-    if hashtags:
-        out.update(map("#".__add__, hashtags))
-    if mentions:
-        out.update(map("@".__add__, mentions))
+    out = Analysis(words, hashtags, mentions).terms()
     _add_user_lang(out, user, lang)
     return out
 

@@ -25,8 +25,8 @@ class Analysis(Struct, frozen=True):
     def terms(self) -> set[str]:
         """Every index term of the text: words, '#tag' and '@name'."""
         out = set(self.words)
-        out.update("#" + t for t in self.hashtags)
-        out.update("@" + m for m in self.mentions)
+        out.update(map("#".__add__, self.hashtags))
+        out.update(map("@".__add__, self.mentions))
         return out
 
 
